@@ -1,0 +1,1 @@
+"""Console entry points: compose the config with Hydra, call one function."""

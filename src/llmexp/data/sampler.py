@@ -1,0 +1,46 @@
+"""A shuffling sampler that is deterministic from (seed, epoch), splits the data between ranks, and can start part-way
+through an epoch, so a resumed run sees exactly the samples it would have seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler[int]):
+    """Indices of this rank's share of a permutation of range(num_samples), from `start` on."""
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if num_samples < world_size:
+            raise ValueError(f"{num_samples} samples cannot be shared by {world_size} ranks")
+        self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of this rank already consumed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def resume_from(self, epoch: int, consumed: int) -> None:
+        """Skip the first `consumed` samples of `epoch` (only that epoch)."""
+        self._resume = (epoch, consumed)
+
+    def __len__(self) -> int:
+        return self.num_samples // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator)
+        else:
+            order = torch.arange(self.num_samples)
+        # Drop the remainder so every rank gets the same number of samples (collectives must stay in step).
+        mine = order[self.rank : len(self) * self.world_size : self.world_size]
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+            self._resume = None
+        return iter(mine[start:].tolist())

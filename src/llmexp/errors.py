@@ -1,0 +1,13 @@
+"""Errors meant for the person at the command line: the entry points print them as one line, no traceback."""
+
+
+class UserError(Exception):
+    """Something the user can fix: a bad override, a missing file, an impossible combination."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value or override is wrong."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, unreadable, or not an llmexp checkpoint."""

@@ -1,0 +1,37 @@
+"""Text in, text out: a checkpoint plus the shared generation loop, for the generate command (and later serve)."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from llmexp.models.generation import SamplingConfig, generate
+from llmexp.training.checkpoint import load_for_inference
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def generate_text(cfg: DictConfig) -> list[str]:
+    """Continue `cfg.prompt` `cfg.num_samples` times; print and return the full texts."""
+    device = pick_device(cfg.device)
+    model, tokenizer, _ = load_for_inference(cfg.ckpt_path, device)
+    sampling = SamplingConfig(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        repetition_penalty=cfg.repetition_penalty,
+    )
+    prompt_ids = tokenizer.encode(cfg.prompt) or [tokenizer.eos_id]
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    outputs = generate(model, [prompt_ids] * cfg.num_samples, sampling, tokenizer.eos_id, generator=generator)
+    texts = [cfg.prompt + tokenizer.decode(ids) for ids in outputs]
+    for index, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {index + 1} ---")
+        print(text)
+    return texts

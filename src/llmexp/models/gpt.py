@@ -1,0 +1,198 @@
+"""GPT: a decoder-only transformer covering GPT-2-style and Llama-style models by configuration."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from llmexp.models.layers import (
+    MLP,
+    Attention,
+    LayerKVCache,
+    RotaryEmbedding,
+    init_weights,
+    make_norm,
+    scale_residual_projections,
+)
+
+
+@dataclass
+class GPTConfig:
+    """Shape and flavour of a GPT. `vocab_size` is filled in from the tokenizer at build time."""
+
+    vocab_size: int = 0
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None: same as n_head (MHA); fewer gives GQA, 1 gives MQA
+    n_embd: int = 128
+    max_seq_len: int = 256
+    intermediate_size: int | None = None  # None: 4 * n_embd (gelu) or the Llama 8/3 rule (swiglu)
+    mlp: str = "gelu"  # gelu | swiglu
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_eps: float = 1e-5
+    pos_emb: str = "learned"  # learned | rope
+    rope_theta: float = 10000.0
+    bias: bool = True
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+    gradient_checkpointing: bool = False
+
+    family = "gpt"
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.intermediate_size is None:
+            self.intermediate_size = (
+                4 * self.n_embd if self.mlp == "gelu" else 256 * ((8 * self.n_embd // 3 + 255) // 256)
+            )
+        if self.pos_emb not in ("learned", "rope"):
+            raise ValueError(f"model.pos_emb must be 'learned' or 'rope', got {self.pos_emb!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"model.n_head={self.n_head} must be divisible by model.n_kv_head={self.n_kv_head}")
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, **asdict(self)}
+
+    def build(self) -> GPT:
+        if self.vocab_size <= 0:
+            raise ValueError("GPTConfig.vocab_size must be set (it comes from the tokenizer)")
+        return GPT(self)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count without building the model (used for FLOPs and memory estimates)."""
+        d, hidden, kv = self.n_embd, self.intermediate_size, self.n_kv_head * (self.n_embd // self.n_head)
+        bias = int(self.bias)
+        attn = d * (d + 2 * kv) + bias * (d + 2 * kv) + d * d + bias * d
+        mlp = (3 if self.mlp == "swiglu" else 2) * d * hidden + bias * ((2 if self.mlp == "swiglu" else 1) * hidden + d)
+        norms = 2 * d * (1 + (bias if self.norm == "layernorm" else 0))
+        total = self.n_layer * (attn + mlp + norms) + d * (1 + (bias if self.norm == "layernorm" else 0))
+        if not non_embedding:
+            total += self.vocab_size * d * (1 if self.tie_embeddings else 2)
+            total += self.max_seq_len * d if self.pos_emb == "learned" else 0
+        elif not self.tie_embeddings:
+            total += self.vocab_size * d  # an untied output head is compute, not a lookup
+        return total
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs per token: 6 per weight touched (forward + backward) plus attention scores (PaLM, app. B)."""
+        head_matmuls = 6 * self.vocab_size * self.n_embd if self.tie_embeddings else 0
+        return 6 * self.num_params(non_embedding=True) + head_matmuls + 12 * self.n_layer * self.n_embd * seq_len
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.norm1 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.attn = Attention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.bias, cfg.dropout)
+        self.norm2 = make_norm(cfg.norm, cfg.n_embd, cfg.norm_eps, cfg.bias)
+        self.mlp = MLP(cfg.n_embd, cfg.intermediate_size, cfg.mlp, cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, rope=None, mask=None, cache=None, cache_start=0):
+        x = x + self.dropout(self.attn(self.norm1(x), rope, mask, cache, cache_start))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class KVCache:
+    """Per-layer keys/values plus which cached positions are padding; owned by one generation call."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
+        head_dim = cfg.n_embd // cfg.n_head
+        self.layers = [LayerKVCache(batch, cfg.n_kv_head, max_len, head_dim, device, dtype) for _ in range(cfg.n_layer)]
+        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+
+
+class GPT(nn.Module):
+    """Token ids -> next-token logits. Knows nothing of training loops."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.max_seq_len, config.n_embd) if config.pos_emb == "learned" else None
+        head_dim = config.n_embd // config.n_head
+        self.rope = (
+            RotaryEmbedding(head_dim, config.max_seq_len, config.rope_theta) if config.pos_emb == "rope" else None
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = make_norm(config.norm, config.n_embd, config.norm_eps, config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(lambda m: init_weights(m, config.init_std))
+        scale_residual_projections(self, config.init_std, config.n_layer)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        param = self.wte.weight
+        return KVCache(self.config, batch, max_len or self.config.max_seq_len, param.device, param.dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab]. `attention_mask` [B, T] marks real tokens (1) and padding (0).
+
+        With a `cache`, the new tokens are appended after `cache.length` cached positions.
+        """
+        batch, seq = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if start + seq > self.config.max_seq_len:
+            raise ValueError(
+                f"sequence of {start + seq} tokens exceeds the model's max_seq_len {self.config.max_seq_len}"
+            )
+        if position_ids is None:
+            position_ids = self._position_ids(batch, seq, start, attention_mask, cache, input_ids.device)
+        mask = self._attention_mask(seq, start, attention_mask, cache, input_ids.device)
+        x = self.wte(input_ids)
+        if self.wpe is not None:
+            x = x + self.wpe(position_ids)
+        x = self.drop(x)
+        rope = self.rope(position_ids) if self.rope is not None else None
+        for i, block in enumerate(self.blocks):
+            layer_cache = cache.layers[i] if cache is not None else None
+            if self.config.gradient_checkpointing and self.training:
+                x = checkpoint(block, x, rope, mask, use_reentrant=False)
+            else:
+                x = block(x, rope, mask, layer_cache, start)
+        if cache is not None:
+            cache.length = start + seq
+        return self.lm_head(self.norm_f(x))
+
+    @staticmethod
+    def _position_ids(batch, seq, start, attention_mask, cache, device) -> torch.Tensor:
+        """Positions count real tokens only, so a left-padded prompt starts at position 0."""
+        if attention_mask is None and (cache is None or bool(cache.valid[:, :start].all())):
+            return torch.arange(start, start + seq, device=device).expand(batch, seq)
+        new_valid = attention_mask.bool() if attention_mask is not None else torch.ones(batch, seq, device=device)
+        previous = cache.valid[:, :start].sum(dim=1, keepdim=True) if cache is not None else 0
+        return (previous + new_valid.long().cumsum(dim=1) - 1).clamp(min=0)
+
+    @staticmethod
+    def _attention_mask(seq, start, attention_mask, cache, device) -> torch.Tensor | None:
+        """None for the plain causal case (fast SDPA path); else a boolean [B, 1, T, start + T] mask."""
+        if cache is not None and attention_mask is not None:
+            cache.valid[:, start : start + seq] = attention_mask.bool()
+        if attention_mask is None and (cache is None or (seq == 1 and bool(cache.valid[:, :start].all()))):
+            return None
+        total = start + seq
+        causal = torch.ones(seq, total, dtype=torch.bool, device=device).tril(diagonal=start)
+        keys_valid = cache.valid[:, :total] if cache is not None else attention_mask.bool()
+        mask = causal.unsqueeze(0) & keys_valid[:, None, :]
+        # A padding query would attend to nothing and give NaN; let it see itself (its output is never used).
+        itself = torch.arange(total, device=device) == torch.arange(start, total, device=device)[:, None]
+        mask = mask | itself.unsqueeze(0)
+        return mask.unsqueeze(1)

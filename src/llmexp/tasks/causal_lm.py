@@ -1,0 +1,105 @@
+"""Causal language modelling: predict every next token."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.text import Perplexity
+
+from llmexp.training.optim import weight_decay_groups
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class CausalLMTask(L.LightningModule):
+    """Owns the next-token objective, its metrics (loss, perplexity, bits per byte) and the optimizer wiring.
+
+    `metadata` (plain JSON-able data: model config, tokenizer, resolved run config) is written into every checkpoint
+    so a checkpoint alone rebuilds the model and its tokenizer.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        token_bytes: torch.Tensor | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.metadata = metadata or {}
+        vocab = model.config.vocab_size
+        self.register_buffer(
+            "token_bytes",
+            token_bytes if token_bytes is not None else torch.ones(vocab, dtype=torch.int32),
+            persistent=False,
+        )
+        self.val_ppl = Perplexity()
+        self.val_loss = MeanMetric()
+        self.val_nats = SumMetric()
+        self.val_bytes = SumMetric()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(batch["input_ids"])
+        per_token = F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), reduction="none")
+        return per_token.view_as(batch["labels"]), logits
+
+    def bits_per_byte(self, per_token_nll: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(nats, bytes) over tokens that stand for text; special tokens carry no bytes and are left out of both."""
+        nbytes = self.token_bytes[labels]
+        counted = nbytes > 0
+        return (per_token_nll * counted).sum(), nbytes.sum()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        per_token, _ = self._loss(batch)
+        loss = per_token.mean()
+        nats, nbytes = self.bits_per_byte(per_token.detach(), batch["labels"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bpb", nats / (math.log(2) * nbytes.clamp(min=1)))
+        self.log("train/tokens", float((self.global_step + 1) * batch["labels"].numel() * self.trainer.world_size))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        per_token, logits = self._loss(batch)
+        nats, nbytes = self.bits_per_byte(per_token, batch["labels"])
+        self.val_loss.update(per_token.mean(), weight=per_token.numel())
+        self.val_ppl.update(logits.float(), batch["labels"])
+        self.val_nats.update(nats)
+        self.val_bytes.update(nbytes)
+
+    def on_validation_epoch_end(self) -> None:
+        # Metrics are synced across ranks by torchmetrics when computed.
+        bpb = self.val_nats.compute() / (math.log(2) * self.val_bytes.compute().clamp(min=1))
+        self.log_dict(
+            {"val/loss": self.val_loss.compute(), "val/ppl": self.val_ppl.compute(), "val/bpb": bpb},
+            prog_bar=True,
+            sync_dist=False,
+        )
+        for metric in (self.val_loss, self.val_ppl, self.val_nats, self.val_bytes):
+            metric.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        optimizer = self.optimizer_factory(weight_decay_groups(self.model, weight_decay))
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["llmexp"] = self.metadata

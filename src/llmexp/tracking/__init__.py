@@ -1,0 +1,1 @@
+"""Reading run output: metrics files, curves and comparisons."""

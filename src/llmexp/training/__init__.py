@@ -1,0 +1,1 @@
+"""Optimisation, strategies, callbacks, checkpoints and the training run itself."""

@@ -1,0 +1,97 @@
+"""One training run from a composed config: data -> tokenizer -> model -> task -> Trainer.fit -> final eval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import llmexp
+from llmexp.config.overrides import to_container
+from llmexp.errors import ConfigError
+from llmexp.models import config_from_dict
+from llmexp.tasks.causal_lm import CausalLMTask
+from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
+from llmexp.training.quiet import silence_library_noise
+from llmexp.training.trainer import build_trainer
+
+log = logging.getLogger(__name__)
+
+
+def _metric_values(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
+
+
+def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] | None):
+    """The model's config: from the checkpoint when resuming (the weights decide the shape), else from cfg.model."""
+    if resume is not None:
+        return config_from_dict(resume["llmexp"]["model_config"])
+    model_cfg = instantiate(cfg.model, vocab_size=vocab_size)
+    if cfg.data.block_size > model_cfg.max_seq_len:
+        raise ConfigError(
+            f"data.block_size={cfg.data.block_size} exceeds model.max_seq_len={model_cfg.max_seq_len}; "
+            "lower data.block_size or raise model.max_seq_len"
+        )
+    return model_cfg
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
+    started = time.time()
+    silence_library_noise()
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+
+    datamodule = instantiate(cfg.data, seed=cfg.seed)
+    tokenizer = datamodule.prepare(
+        instantiate(cfg.tokenizer), tokenizer=tokenizer_from_checkpoint(resume) if resume else None
+    )
+    model_config = build_model_config(cfg, tokenizer.vocab_size, resume)
+    model = model_config.build()
+    resolved = to_container(cfg)
+    task = CausalLMTask(
+        model=model,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        token_bytes=torch.from_numpy(tokenizer.token_bytes()),
+        metadata={
+            "llmexp_version": llmexp.__version__,
+            "model_config": model_config.to_dict(),
+            "tokenizer": tokenizer.to_str(),
+            "config": resolved,
+        },
+    )
+    trainer = build_trainer(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(run_dir / "tokenizer.json")
+        log.info("model: %s parameters (%s non-embedding)", f"{n_params:,}", f"{model_config.num_params():,}")
+    for logger in trainer.loggers:
+        logger.log_hyperparams({**resolved, "model/params": n_params})
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = _metric_values(trainer.callback_metrics)
+        if cfg.eval.final_validation:
+            trainer.limit_val_batches = cfg.eval.limit_batches if cfg.eval.limit_batches is not None else 1.0
+            (results,) = trainer.validate(task, datamodule=datamodule, verbose=False)
+            metrics.update(_metric_values(results))
+    finally:
+        for logger in trainer.loggers:
+            logger.finalize("success")
+    metrics.update(step=trainer.global_step, params=n_params, seconds=round(time.time() - started, 1))
+    if trainer.is_global_zero:
+        (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        last = run_dir / "checkpoints" / "last.ckpt"
+        print(f"\nRun folder: {run_dir}")
+        if last.exists():
+            print(f'Generate: llmexp-generate ckpt_path={last} prompt="The for statement"')
+    return metrics
