@@ -13,6 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.text import Perplexity
 
+from llmexp.data.tokenizer import Tokenizer
 from llmexp.training.optim import weight_decay_groups
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -31,7 +32,7 @@ class CausalLMTask(L.LightningModule):
         model: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        token_bytes: torch.Tensor | None = None,
+        tokenizer: Tokenizer | None = None,
         metadata: dict[str, Any] | None = None,
     ):
         super().__init__()
@@ -39,12 +40,13 @@ class CausalLMTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.metadata = metadata or {}
-        vocab = model.config.vocab_size
-        self.register_buffer(
-            "token_bytes",
-            token_bytes if token_bytes is not None else torch.ones(vocab, dtype=torch.int32),
-            persistent=False,
+        # Bytes per token turn nats per token into bits per byte; without a tokenizer every token counts as one byte.
+        token_bytes = (
+            torch.from_numpy(tokenizer.token_bytes())
+            if tokenizer is not None
+            else torch.ones(model.config.vocab_size, dtype=torch.int32)
         )
+        self.register_buffer("token_bytes", token_bytes, persistent=False)
         self.val_ppl = Perplexity()
         self.val_loss = MeanMetric()
         self.val_nats = SumMetric()

@@ -17,7 +17,6 @@ import llmexp
 from llmexp.config.overrides import to_container
 from llmexp.errors import ConfigError
 from llmexp.models import config_from_dict
-from llmexp.tasks.causal_lm import CausalLMTask
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
 from llmexp.training.trainer import build_trainer
@@ -57,11 +56,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume)
     model = model_config.build()
     resolved = to_container(cfg)
-    task = CausalLMTask(
+    task = instantiate(cfg.task)(
         model=model,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        token_bytes=torch.from_numpy(tokenizer.token_bytes()),
+        tokenizer=tokenizer,
         metadata={
             "llmexp_version": llmexp.__version__,
             "model_config": model_config.to_dict(),

@@ -1,0 +1,58 @@
+"""Progress display: a rich bar in a terminal, log lines in batch jobs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+
+class LogProgress(L.Callback):
+    """One log line every `every` steps (step, loss, tokens/s): progress for batch jobs and logs that are not a TTY."""
+
+    def __init__(self, every: int = 50):
+        self.every = every
+        self._last: tuple[float, int] | None = None
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        now = time.perf_counter()
+        if self._last is None:
+            self._last = (now, step)
+            return
+        if step % self.every or step == self._last[1]:
+            return
+        seconds, steps = now - self._last[0], step - self._last[1]
+        tokens = steps * batch["input_ids"].numel() * trainer.world_size * trainer.accumulate_grad_batches
+        loss = trainer.callback_metrics.get("train/loss")
+        total = trainer.max_steps if trainer.max_steps > 0 else "?"
+        log.info(
+            "step %d/%s  loss %.4f  %.0f tokens/s",
+            step,
+            total,
+            float(loss) if loss is not None else float("nan"),
+            tokens / max(seconds, 1e-9),
+        )
+        self._last = (now, step)
+
+    @rank_zero_only
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        shown = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        log.info("step %d  %s", trainer.global_step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
+
+
+def progress_bar(refresh_rate: int = 5, log_every: int = 50) -> L.Callback:
+    """Lightning's rich bar in a terminal; plain log lines elsewhere (CI, SLURM logs, pipes), where a bar is noise."""
+    if sys.stdout.isatty():
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        return RichProgressBar(refresh_rate=refresh_rate)
+    return LogProgress(every=log_every)
