@@ -178,3 +178,13 @@ def to_container(cfg: DictConfig) -> dict:
     """The resolved config as plain data, without Hydra's own node."""
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     return OmegaConf.to_container(job, resolve=True)
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of the running Hydra job ([] outside a Hydra app)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []

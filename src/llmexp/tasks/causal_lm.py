@@ -95,6 +95,14 @@ class CausalLMTask(L.LightningModule):
         for metric in (self.val_loss, self.val_ppl, self.val_nats, self.val_bytes):
             metric.reset()
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradient norm before clipping, on the steps Lightning logs (it costs a pass over all gradients)."""
+        if self.global_step % max(1, self.trainer.log_every_n_steps):
+            return
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
+
     def configure_optimizers(self) -> dict[str, Any]:
         weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
         optimizer = self.optimizer_factory(weight_decay_groups(self.model, weight_decay))

@@ -11,12 +11,14 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 import llmexp
-from llmexp.config.overrides import to_container
+from llmexp.config.overrides import job_overrides, to_container
 from llmexp.errors import ConfigError
 from llmexp.models import config_from_dict
+from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
 from llmexp.training.trainer import build_trainer
@@ -41,6 +43,14 @@ def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] 
     return model_cfg
 
 
+def close_loggers(trainer: L.Trainer) -> None:
+    """Flush every logger; end the W&B run so the next job of a multirun starts its own."""
+    for logger in trainer.loggers:
+        logger.finalize("success")
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            logger.experiment.finish()
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
@@ -55,7 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume)
     model = model_config.build()
-    resolved = to_container(cfg)
+    resolved = redact(to_container(cfg))
     task = instantiate(cfg.task)(
         model=model,
         optimizer=instantiate(cfg.optimizer),
@@ -73,6 +83,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save(run_dir / "tokenizer.json")
+        scrub_hydra_files(run_dir, job_overrides())
         log.info("model: %s parameters (%s non-embedding)", f"{n_params:,}", f"{model_config.num_params():,}")
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params})
@@ -84,8 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             (results,) = trainer.validate(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(results))
     finally:
-        for logger in trainer.loggers:
-            logger.finalize("success")
+        close_loggers(trainer)
     metrics.update(step=trainer.global_step, params=n_params, seconds=round(time.time() - started, 1))
     if trainer.is_global_zero:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

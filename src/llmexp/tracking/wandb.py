@@ -1,0 +1,71 @@
+"""The W&B logger as llmexp uses it: offline unless credentials exist, named after the run's overrides."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+import sys
+from pathlib import Path
+
+from lightning.pytorch.loggers import WandbLogger
+
+from llmexp.config.overrides import job_overrides
+from llmexp.tracking.secrets import secret_overrides
+
+log = logging.getLogger(__name__)
+
+
+def has_wandb_credentials() -> bool:
+    """An API key in the environment or in ~/.netrc (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def run_name_from_overrides(overrides: list[str], max_len: int = 120) -> str | None:
+    """`model=gpt_tiny optimizer.lr=1e-3` -> `model=gpt_tiny,optimizer.lr=1e-3` (paths and secrets left out)."""
+    secrets = set(secret_overrides(overrides))
+    kept = [o for o in overrides if o not in secrets and not o.startswith(("hydra.", "paths.", "ckpt_path"))]
+    name = ",".join(re.sub(r"\s+", "", o) for o in kept)
+    return name[:max_len] or None
+
+
+def wandb_logger(
+    project: str = "llmexp",
+    entity: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    name: str | None = None,
+    save_dir: str = ".",
+    offline: bool | None = None,
+    log_model: bool = False,
+) -> WandbLogger:
+    """WandbLogger with llmexp's defaults. offline=None: offline exactly when no credentials are configured, so a run
+    never blocks on a login prompt; offline runs are uploaded later with `wandb sync <run>/wandb/offline-run-*`."""
+    if offline is None:
+        offline = os.environ.get("WANDB_MODE") == "offline" or not has_wandb_credentials()
+    overrides = job_overrides()
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    settings = None
+    if secret_overrides(sys.argv[1:]):
+        # W&B records the command line in its run metadata; a secret given there must not reach its files.
+        import wandb
+
+        settings = wandb.Settings(x_disable_meta=True)
+        log.warning("secret-looking overrides on the command line: W&B run metadata (command line) is not recorded")
+    return WandbLogger(
+        project=project,
+        entity=entity,
+        group=group,
+        tags=list(tags or []) + [o for o in overrides if not secret_overrides([o])][:20],
+        name=name or run_name_from_overrides(overrides),
+        save_dir=save_dir,
+        offline=offline,
+        log_model=log_model,
+        settings=settings,
+    )
