@@ -99,3 +99,29 @@ def test_compare_reports_missing_folders(tmp_path):
         [sys.executable, "-m", "llmexp.cli.compare", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert result.returncode == 2 and "no such folder" in result.stderr
+
+
+def test_provenance_is_recorded_and_diffed(make_cfg, tmp_path):
+    import json
+
+    import torch
+
+    from llmexp.data.tokenizer import Tokenizer
+    from llmexp.tracking.diff import diff_records, load_record
+
+    for name, lr in (("a", "1e-3"), ("b", "2e-3")):
+        train(make_cfg("experiment=smoke", "callbacks=minimal", f"optimizer.lr={lr}", run_dir=tmp_path / name))
+    provenance = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert provenance["packages"]["torch"] == torch.__version__
+    assert provenance["all_packages"]["lightning"]
+    assert provenance["tokenizer_sha256"] == Tokenizer.load(tmp_path / "a" / "tokenizer.json").sha256()
+    assert provenance["data_fingerprint"]
+    a, b = load_record(tmp_path / "a"), load_record(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert [k for k, _, _ in diff_records(a, b)] == ["config.optimizer.lr"]
+    provenance["packages"]["torch"] = "0.0.1"
+    provenance["git"] = {"commit": "abc", "dirty": not provenance["git"].get("dirty", False)}
+    (tmp_path / "a" / "provenance.json").write_text(json.dumps(provenance))
+    keys = [k for k, _, _ in diff_records(load_record(tmp_path / "a"), load_record(tmp_path / "b"))]
+    assert {"provenance.packages.torch", "provenance.git.commit", "provenance.git.dirty", "config.optimizer.lr"} <= set(
+        keys
+    )

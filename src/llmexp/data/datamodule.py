@@ -70,6 +70,10 @@ class CausalLMDataModule(L.LightningDataModule):
             self.prepared = TokenizedCorpus(tokenizer=tokenizer, tokens=tokens, tokenizer_path=None)
         return self.prepared.tokenizer
 
+    def fingerprint(self) -> str:
+        """Identity of the training data (recorded in each run's provenance)."""
+        return self.corpus.fingerprint()
+
     @property
     def tokenizer(self) -> Tokenizer:
         if self.prepared is None:

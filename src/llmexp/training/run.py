@@ -12,12 +12,14 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import llmexp
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.errors import ConfigError
 from llmexp.models import config_from_dict
+from llmexp.tracking.provenance import all_packages
+from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
@@ -66,6 +68,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume)
     model = model_config.build()
     resolved = redact(to_container(cfg))
+    fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
+    provenance = collect_provenance(data_fingerprint=fingerprint, tokenizer_sha256=tokenizer.sha256())
     task = instantiate(cfg.task)(
         model=model,
         optimizer=instantiate(cfg.optimizer),
@@ -76,6 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "model_config": model_config.to_dict(),
             "tokenizer": tokenizer.to_str(),
             "config": resolved,
+            "provenance": provenance,
         },
     )
     trainer = build_trainer(cfg)
@@ -84,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save(run_dir / "tokenizer.json")
         scrub_hydra_files(run_dir, job_overrides())
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        (run_dir / "provenance.json").write_text(json.dumps({**provenance, "all_packages": all_packages()}, indent=2))
         log.info("model: %s parameters (%s non-embedding)", f"{n_params:,}", f"{model_config.num_params():,}")
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params})
