@@ -78,7 +78,7 @@ def run_plain(model: str, block: int, batch: int, steps: int, cache: str) -> dic
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
 
 
-def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_dir: Path) -> dict:
+def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_dir: Path, extra=()) -> dict:
     overrides = [
         f"model={model}",
         f"data.block_size={block}",
@@ -89,6 +89,7 @@ def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_d
         "trainer.limit_val_batches=0",
         "+trainer.enable_checkpointing=false",
         f"hydra.run.dir={run_dir}",
+        *extra,  # last: a switch may change what the defaults above set (e.g. the micro-batch size)
     ]
     env = {**os.environ, "LLMEXP_CACHE_DIR": cache}
     subprocess.run(
@@ -109,6 +110,7 @@ def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_d
         "tokens_per_sec": median["perf/tokens_per_sec"],
         "mfu": median["perf/mfu"],
         "data_wait": median["perf/data_wait_frac"],
+        "peak_mem_gb": max(float(r["perf/peak_mem_gb"]) for r in rows),
     }
 
 
@@ -145,6 +147,52 @@ def scaling_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
         )
 
 
+# Each switch: (name, baseline overrides, switched overrides). Same model, data and global batch in both.
+SWITCHES = {
+    "fused_adamw": ("fused AdamW vs foreach", ["optimizer.foreach=true"], ["optimizer.fused=true"]),
+    "sdpa_flash": (
+        "SDPA flash kernel vs math",
+        ["+callbacks.sdpa._target_=llmexp.training.callbacks.sdpa.SDPABackends", "+callbacks.sdpa.backends=[math]"],
+        ["+callbacks.sdpa._target_=llmexp.training.callbacks.sdpa.SDPABackends", "+callbacks.sdpa.backends=[flash]"],
+    ),
+    "activation_ckpt": ("activation checkpointing on vs off", [], ["+model.gradient_checkpointing=true"]),
+    "grad_accum": ("4 micro-batches of B/4 vs 1 of B", [], ["trainer.accumulate_grad_batches=4", "data.batch_size=4"]),
+    "workers": ("1 DataLoader worker vs none", ["data.num_workers=0"], ["data.num_workers=1"]),
+    "bf16": ("bf16-mixed vs fp32", [], ["trainer.precision=bf16-mixed"]),
+}
+
+
+def switches_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
+    print(
+        f"\nSpeed switches ({args.model}, block {args.block}, batch {args.batch}, {args.switch_steps} steps, "
+        f"{args.rounds} interleaved rounds; median tokens/s)"
+    )
+    print(f"{'switch':<38}{'baseline':>10}{'switched':>10}{'ratio':>7}{'mem base':>10}{'mem sw':>8}")
+    for name in args.switches.split(","):
+        label, base_overrides, switched_overrides = SWITCHES[name]
+        base, switched = [], []
+        for round_ in range(args.rounds):
+            for results, extra, tag in ((base, base_overrides, "a"), (switched, switched_overrides, "b")):
+                results.append(
+                    run_llmexp(
+                        args.model,
+                        args.block,
+                        args.batch,
+                        args.switch_steps,
+                        cache,
+                        tmp / f"{name}-{tag}{round_}",
+                        extra,
+                    )
+                )
+        b = statistics.median(r["tokens_per_sec"] for r in base)
+        s_ = statistics.median(r["tokens_per_sec"] for r in switched)
+        print(
+            f"{label:<38}{b:>10,.0f}{s_:>10,.0f}{s_ / b:>7.2f}{max(r['peak_mem_gb'] for r in base):>9.2f}G"
+            f"{max(r['peak_mem_gb'] for r in switched):>7.2f}G",
+            flush=True,
+        )
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--plain-worker"]:
         model, block, batch, steps, cache = sys.argv[2:7]
@@ -158,12 +206,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scaling", default="gpt_tiny:128,gpt_tiny:256,gpt_small:128,gpt_small:256")
     parser.add_argument("--scaling-steps", type=int, default=80)
+    parser.add_argument(
+        "--switches",
+        default="fused_adamw,sdpa_flash,activation_ckpt,grad_accum,workers",
+        help=f"comma-separated, from {sorted(SWITCHES)} ('' to skip)",
+    )
+    parser.add_argument("--switch-steps", type=int, default=60)
+    parser.add_argument("--sections", default="overhead,scaling,switches")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cache = os.environ.get("LLMEXP_CACHE_DIR", str(ROOT / "outputs" / "cache"))
-        overhead_table(args, cache, Path(tmp))
-        if args.scaling:
+        sections = args.sections.split(",")
+        if "overhead" in sections:
+            overhead_table(args, cache, Path(tmp))
+        if "scaling" in sections and args.scaling:
             scaling_table(args, cache, Path(tmp))
+        if "switches" in sections and args.switches:
+            switches_table(args, cache, Path(tmp))
 
 
 if __name__ == "__main__":
