@@ -92,3 +92,21 @@ def test_command_line_rejects_a_typo_before_any_work(tmp_path):
         "weight_decay (did you mean 'lr'?)"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_batch_size_finder_measures_and_sets_the_batch(make_cfg, tmp_path, capsys):
+    metrics = train(
+        make_cfg(
+            *SMOKE,
+            "callbacks=minimal",
+            "batch_size_finder.enabled=true",
+            "batch_size_finder.max_size=8",
+            "batch_size_finder.steps=6",
+        )
+    )
+    out = capsys.readouterr().out
+    assert "Batch-size finder" in out
+    rows = [line for line in out.splitlines() if line.strip().startswith("batch ")]
+    assert [int(r.split()[1].rstrip(":")) for r in rows] == [1, 2, 4, 8][: len(rows)] and len(rows) >= 2
+    chosen = int(out.split("chosen:")[1].split()[0])
+    assert chosen in (1, 2, 4, 8) and metrics["step"] == 20

@@ -21,6 +21,7 @@ from llmexp.models import config_from_dict
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.secrets import redact, scrub_hydra_files
+from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
 from llmexp.training.trainer import build_trainer
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("model: %s parameters (%s non-embedding)", f"{n_params:,}", f"{model_config.num_params():,}")
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params})
+    tune_batch_size(cfg, task, datamodule)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = _metric_values(trainer.callback_metrics)
