@@ -45,8 +45,8 @@ def shingle_hashes(text: str, size: int) -> np.ndarray:
 
 @dataclass
 class NearDedupConfig:
-    """MinHash + LSH settings. With bands and rows unset, datasketch picks them to balance false positives and
-    negatives at `threshold`; set both to choose the S-curve yourself (bands * rows <= num_perm)."""
+    """MinHash + LSH settings. With bands and rows unset, datasketch picks them for `threshold` (favouring recall
+    when `verify` confirms candidates); set both to choose the S-curve yourself (bands * rows <= num_perm)."""
 
     enabled: bool = True
     threshold: float = 0.8
@@ -115,7 +115,14 @@ class Deduplicator:
         near = cfg.near
         self.signer = Signer(near) if near.enabled else None
         params = (near.bands, near.rows) if near.bands is not None else None
-        self.lsh = MinHashLSH(threshold=near.threshold, num_perm=near.num_perm, params=params) if near.enabled else None
+        # datasketch picks bands/rows minimising weighted false-positive and false-negative areas. With verification
+        # false positives are cheap (they are checked), so missed duplicates weigh more there.
+        weights = (0.1, 0.9) if near.verify else (0.5, 0.5)
+        self.lsh = (
+            MinHashLSH(threshold=near.threshold, num_perm=near.num_perm, weights=weights, params=params)
+            if near.enabled
+            else None
+        )
         self.kept_signatures: list[np.ndarray] = []
 
     @property

@@ -14,6 +14,7 @@ already there and, since each stage is deterministic, writes shards byte-identic
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -238,7 +239,7 @@ class Preparation:
             cut = np.flatnonzero(np.diff(np.cumsum(order[:, 2]) // self.pack.shard_tokens, prepend=0)) + 1
             bounds = [0, *[int(c) for c in cut if c < len(order)], len(order)] if len(order) else [0]
             records = []
-            for index, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            for index, (a, b) in enumerate(itertools.pairwise(bounds)):
                 stem = shard_stem(split, index)
                 if shard_complete(directory, stem, int(order[a:b, 2].sum()), dtype):
                     self.reused["shards"] += 1

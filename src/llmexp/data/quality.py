@@ -12,7 +12,7 @@ import numpy as np
 
 WORD_RE = re.compile(r"\S+")
 ALPHA_RE = re.compile(r"[^\W\d_]")
-BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "◦", "-", "*", "‣", "⁃")
+BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "◦", "-", "*", "‣", "\u2043")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -84,7 +84,7 @@ class NgramStats:
         if len(self.ids) < n or self.total_chars == 0:
             return 0.0
         hashes = self._hashes(n)
-        values, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+        _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
         top = int(np.argmax(counts))
         if counts[top] < 2:
             return 0.0

@@ -278,12 +278,8 @@ class Mixture:
 
 
 def as_sources(source: Source | Mixture) -> list[Source]:
-    """The list of sources behind a `source` config (one, or a mixture's components); labels must be unique."""
-    sources = source.components if isinstance(source, Mixture) else [source]
-    labels = [s.label for s in sources]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"source labels must be unique, got {labels}")
-    return sources
+    """The list of sources behind a `source` config: one, or a mixture's components (labelled by their keys)."""
+    return source.components if isinstance(source, Mixture) else [source]
 
 
 def _plain(value: Any) -> Any:
