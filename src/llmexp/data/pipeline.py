@@ -83,6 +83,11 @@ def repeat_count(doc_id: str, weight: float, seed: int) -> int:
     return whole + int(_fraction(doc_id, f"repeat{seed}") < weight - whole)
 
 
+def _open_tokens(path: str, dtype: np.dtype) -> np.ndarray:
+    """A unit's token file, memory-mapped (numpy cannot map an empty file: a unit with no document left)."""
+    return np.memmap(path, dtype=dtype, mode="r") if Path(path).stat().st_size else np.zeros(0, dtype=dtype)
+
+
 @dataclass
 class UnitPlan:
     """One unit's documents after deduplication: which survive, their split and repeat count."""
@@ -245,7 +250,7 @@ class Preparation:
                     self.reused["shards"] += 1
                     records.append(shard_record(directory, stem))
                     continue
-                tokens = [np.memmap(stem_ + ".bin", dtype=dtype, mode="r") for stem_ in stems]
+                tokens = [_open_tokens(stem_ + ".bin", dtype) for stem_ in stems]
                 pieces = [tokens[u][offsets[u][d] : offsets[u][d] + n] for u, d, n in order[a:b]]
                 records.append(write_shard(directory, stem, pieces, dtype))
             unique = sum(int((p.split == code).sum()) for p in plans)
