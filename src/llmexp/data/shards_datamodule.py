@@ -125,8 +125,10 @@ class ShardsDataModule(CausalLMDataModule):
             raise DataError(f"data.path: the prepared datasets {self.paths} were encoded with different tokenizers")
         own = self.datasets[0].tokenizer()
         if tokenizer is not None and tokenizer.sha256() != own.sha256():
-            raise DataError(f"data.path={self.paths[0]}: its tokenizer differs from the checkpoint's; prepare the data "
-                            "with tokenizer=pretrained tokenizer.path=<the run's tokenizer.json>")  # fmt: skip
+            raise DataError(
+                f"data.path={self.paths[0]}: its tokenizer differs from the checkpoint's; prepare the data with "
+                "tokenizer=pretrained tokenizer.path=<the run's tokenizer.json>"
+            )
         self._tokenizer, self._splits = own, {}
         log.info("training on %s (weights %s)", self.paths, self.weights)
         return own
