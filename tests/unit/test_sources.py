@@ -142,3 +142,22 @@ def test_embedded_corpus_is_one_unit():
 def test_mixture_takes_labels_from_its_keys(tmp_path):
     mixture = Mixture({"code": FileSource(["a"]), "prose": FileSource(["b"], weight=2.0)})
     assert [(s.label, s.weight) for s in as_sources(mixture)] == [("code", 1.0), ("prose", 2.0)]
+
+
+def test_large_files_are_split_into_byte_ranges_without_losing_a_line(tmp_path):
+    rows = [{"text": f"row {i} " + "x" * (i % 37)} for i in range(200)]
+    (tmp_path / "big.jsonl").write_bytes(_jsonl(rows))
+    (tmp_path / "big.txt").write_text("".join(f"line {i} " + "y" * (i % 23) + "\n" for i in range(300)))
+
+    def documents(unit_bytes: int) -> tuple[list, int]:
+        source = FileSource([str(tmp_path)], unit_bytes=unit_bytes, chunk_chars=50)
+        skipped: Counter = Counter()
+        docs = [(d.doc_id, d.text) for u in source.units() for d in source.read(u, skipped)]
+        return docs, len(source.units())
+
+    whole, n_whole = documents(1 << 30)
+    parts, n_parts = documents(700)
+    assert n_whole == 2 and n_parts > 10
+    assert [d for d in parts if ".jsonl" in d[0]] == [d for d in whole if ".jsonl" in d[0]]
+    text = (tmp_path / "big.txt").read_text()
+    assert "".join(t for i, t in parts if ".txt" in i) == "".join(t for i, t in whole if ".txt" in i) == text

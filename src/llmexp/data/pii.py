@@ -19,16 +19,21 @@ from llmexp.errors import ConfigError
 PII_TYPES = ("secret", "email", "credit_card", "ip_address", "phone")
 
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
-_TOKEN_RES = [
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),  # GitHub tokens
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),  # Google API key
-    re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}\b"),  # OpenAI / Anthropic style
-    re.compile(r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b"),  # Stripe
-    re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),  # JWT
-]
+# Known token formats, one alternation so the text is scanned once.
+_TOKEN_RE = re.compile(
+    "|".join(
+        [
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
+            r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b",  # GitHub tokens
+            r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
+            r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",  # Slack
+            r"\bAIza[0-9A-Za-z_\-]{35}\b",  # Google API key
+            r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}\b",  # OpenAI / Anthropic style
+            r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}\b",  # Stripe
+            r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",  # JWT
+        ]
+    )
+)
 _ASSIGNMENT_RE = re.compile(
     r"(?i)\b((?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?(?:key|token)|auth[_-]?token|password|passwd|token)"
     r"[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9_\-/+=.]{12,})"
@@ -116,8 +121,7 @@ class PIIConfig:
         """The text with every enabled type replaced; `counts[type]` grows by the number of replacements."""
         if "secret" in self.types:
             text = self._sub("secret", _PRIVATE_KEY_RE, text, counts, None)
-            for pattern in _TOKEN_RES:
-                text = self._sub("secret", pattern, text, counts, None)
+            text = self._sub("secret", _TOKEN_RE, text, counts, None)
             mark = self._mark("secret")
 
             def assignment(match: re.Match) -> str:
@@ -127,12 +131,13 @@ class PIIConfig:
                 return match.group(1) + mark
 
             text = _ASSIGNMENT_RE.sub(assignment, text)
-        if "email" in self.types:
+        if "email" in self.types and "@" in text:
             text = self._sub("email", _EMAIL_RE, text, counts, None)
         if "credit_card" in self.types:
             text = self._sub("credit_card", _CARD_RE, text, counts, _is_card)
         if "ip_address" in self.types:
-            text = self._sub("ip_address", _IPV6_RE, text, counts, _is_ipv6)
+            if ":" in text:
+                text = self._sub("ip_address", _IPV6_RE, text, counts, _is_ipv6)
             text = self._sub("ip_address", _IPV4_RE, text, counts, _is_ipv4)
         if "phone" in self.types:
             text = self._sub("phone", _PHONE_RE, text, counts, _is_phone)

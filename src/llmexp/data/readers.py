@@ -38,6 +38,11 @@ def open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+def splittable(path: Path) -> bool:
+    """Whether a file can be read in byte ranges (uncompressed text or jsonl: lines can be found from any offset)."""
+    return path.suffix not in (".gz", ".zst") and file_format(path) != "parquet"
+
+
 def file_format(path: Path) -> str:
     """'jsonl', 'parquet' or 'txt' (anything else is read as text; binary files are caught by sniffing)."""
     name = path.name.lower()
@@ -68,20 +73,29 @@ def sniff(path: Path, skipped: Counter) -> bool:
     return True
 
 
-def bounded_lines(handle: BinaryIO, max_bytes: int, skipped: Counter) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) with a cap on memory: a line longer than max_bytes is drained in pieces and counted."""
-    lineno = 0
-    while True:
+def bounded_lines(
+    handle: BinaryIO, max_bytes: int, skipped: Counter, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of the lines that start in [start, end), with a cap on memory: a line longer than
+    max_bytes is drained in pieces and counted. A range that starts mid-line leaves that line to the range before."""
+    if start > 0:
+        handle.seek(start - 1)
+        if handle.read(1) != b"\n":
+            handle.readline()
+    offset = handle.tell()
+    while end is None or offset < end:
         line = handle.readline(max_bytes + 1)
         if not line:
             return
-        lineno += 1
+        here = offset
+        offset += len(line)
         if len(line) > max_bytes and not line.endswith(b"\n"):
             skipped["oversized_line"] += 1
             while line and not line.endswith(b"\n"):
                 line = handle.readline(1 << 20)
+                offset += len(line)
             continue
-        yield lineno, line
+        yield here, line
 
 
 def _decode(data: bytes, skipped: Counter) -> str | None:
@@ -93,12 +107,18 @@ def _decode(data: bytes, skipped: Counter) -> str | None:
 
 
 def text_documents(
-    path: Path, doc_prefix: str, unit: str, chunk_chars: int, max_line_bytes: int, skipped: Counter
+    path: Path,
+    doc_prefix: str,
+    unit: str,
+    chunk_chars: int,
+    max_line_bytes: int,
+    skipped: Counter,
+    byte_range: tuple[int, int | None] = (0, None),
 ) -> Iterator[Document]:
     """A text file cut at line boundaries into documents: about `chunk_chars` each ('chunk'; 0 = the whole file) or
     one per blank-line-separated paragraph ('paragraph'). A document with invalid UTF-8 is skipped whole."""
     lines: list[bytes] = []
-    size, first = 0, 1
+    size, first = 0, 0
 
     def flush() -> Iterator[Document]:
         text = _decode(b"".join(lines), skipped)
@@ -106,9 +126,9 @@ def text_documents(
             yield Document(f"{doc_prefix}:{first}", text)
 
     with open_binary(path) as handle:
-        for lineno, line in bounded_lines(handle, max_line_bytes, skipped):
+        for offset, line in bounded_lines(handle, max_line_bytes, skipped, *byte_range):
             if not lines:
-                first = lineno
+                first = offset
             blank = not line.strip()
             if unit == "paragraph" and blank:
                 if lines:
@@ -125,11 +145,16 @@ def text_documents(
 
 
 def jsonl_documents(
-    path: Path, doc_prefix: str, text_field: str, max_line_bytes: int, skipped: Counter
+    path: Path,
+    doc_prefix: str,
+    text_field: str,
+    max_line_bytes: int,
+    skipped: Counter,
+    byte_range: tuple[int, int | None] = (0, None),
 ) -> Iterator[Document]:
     """One document per row's `text_field`; malformed rows, rows without the field and empty texts are counted."""
     with open_binary(path) as handle:
-        for lineno, line in bounded_lines(handle, max_line_bytes, skipped):
+        for offset, line in bounded_lines(handle, max_line_bytes, skipped, *byte_range):
             if not line.strip():
                 continue
             raw = _decode(line, skipped)
@@ -146,7 +171,7 @@ def jsonl_documents(
             elif not text.strip():
                 skipped["empty_document"] += 1
             else:
-                yield Document(f"{doc_prefix}:{lineno}", text)
+                yield Document(f"{doc_prefix}:{offset}", text)
 
 
 def parquet_documents(path: Path, doc_prefix: str, text_field: str, skipped: Counter) -> Iterator[Document]:
@@ -182,19 +207,22 @@ def file_documents(
     txt_unit: str = "chunk",
     chunk_chars: int = 20000,
     max_line_bytes: int = 16 << 20,
+    byte_range: tuple[int, int | None] = (0, None),
 ) -> Iterator[Document]:
-    """Every document of one file of any supported format; bad content is skipped and counted in `skipped`."""
+    """Every document of one file of any supported format (or of the lines starting in `byte_range` of an
+    uncompressed text/jsonl file); bad content is skipped and counted in `skipped`."""
     fmt = file_format(path)
     if fmt == "parquet":
         yield from parquet_documents(path, doc_prefix, text_field, skipped)
         return
-    if not sniff(path, skipped):
+    # A file split into ranges is sniffed by each, but counted once (by the first).
+    if not sniff(path, skipped if byte_range[0] == 0 else Counter()):
         return
     try:
         if fmt == "jsonl":
-            yield from jsonl_documents(path, doc_prefix, text_field, max_line_bytes, skipped)
+            yield from jsonl_documents(path, doc_prefix, text_field, max_line_bytes, skipped, byte_range)
         else:
-            yield from text_documents(path, doc_prefix, txt_unit, chunk_chars, max_line_bytes, skipped)
+            yield from text_documents(path, doc_prefix, txt_unit, chunk_chars, max_line_bytes, skipped, byte_range)
     except READ_ERRORS as err:  # a truncated .gz/.zst: keep what was read, count the file
         log.warning("stopped reading %s part-way: %s", path, err)
         skipped["unreadable_file"] += 1

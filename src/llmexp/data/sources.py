@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from llmexp.data.corpus import Document
-from llmexp.data.readers import TXT_UNITS, file_documents
+from llmexp.data.readers import TXT_UNITS, file_documents, splittable
 from llmexp.data.text_files import expand_paths
 from llmexp.errors import ConfigError, DataError
 
@@ -31,6 +31,7 @@ class Unit:
     key: str
     fingerprint: str
     size_bytes: int = 0
+    byte_range: tuple[int, int | None] = (0, None)  # a part of a large file
 
     @property
     def uid(self) -> str:
@@ -68,18 +69,19 @@ class FileSource:
         txt_unit: str = "chunk",
         chunk_chars: int = 20000,
         max_line_bytes: int = 16 << 20,
+        unit_bytes: int = 32 << 20,
         weight: float = 1.0,
         label: str = "files",
     ):
         if txt_unit not in TXT_UNITS:
             raise ConfigError(f"source.txt_unit={txt_unit!r} is not one of {list(TXT_UNITS)}")
-        if max_line_bytes < 1 or chunk_chars < 0:
-            raise ConfigError("source.max_line_bytes must be >= 1 and source.chunk_chars >= 0")
+        if max_line_bytes < 1 or chunk_chars < 0 or unit_bytes < 1:
+            raise ConfigError("source.max_line_bytes and source.unit_bytes must be >= 1, source.chunk_chars >= 0")
         self.patterns = [paths] if isinstance(paths, str) else [str(p) for p in paths]
         if not self.patterns:
             raise ConfigError("source.paths is empty; give at least one file, glob or directory")
         self.text_field, self.txt_unit, self.chunk_chars = text_field, txt_unit, chunk_chars
-        self.max_line_bytes = max_line_bytes
+        self.max_line_bytes, self.unit_bytes = max_line_bytes, unit_bytes
         self.weight, self.label = _check_weight(label, weight), label
 
     def files(self) -> list[Path]:
@@ -95,19 +97,26 @@ class FileSource:
         for path in files:
             stat = path.stat()
             key = path.resolve().relative_to(root).as_posix()
-            units.append(Unit(self.label, key, f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", stat.st_size))
+            fingerprint = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+            if stat.st_size <= self.unit_bytes or not splittable(path):
+                units.append(Unit(self.label, key, fingerprint, stat.st_size))
+                continue
+            for start in range(0, stat.st_size, self.unit_bytes):  # large files: parts read by different workers
+                end = min(start + self.unit_bytes, stat.st_size)
+                units.append(Unit(self.label, f"{key}@{start}", fingerprint, end - start, (start, end)))
         return units
 
     def read(self, unit: Unit, skipped: Counter) -> Iterator[Document]:
         path = Path(unit.fingerprint.rsplit(":", 2)[0])
         yield from file_documents(
             path,
-            f"{self.label}:{unit.key}",
+            f"{self.label}:{unit.key.split('@')[0]}",
             skipped,
             text_field=self.text_field,
             txt_unit=self.txt_unit,
             chunk_chars=self.chunk_chars,
             max_line_bytes=self.max_line_bytes,
+            byte_range=unit.byte_range,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -120,6 +129,7 @@ class FileSource:
             "txt_unit": self.txt_unit,
             "chunk_chars": self.chunk_chars,
             "max_line_bytes": self.max_line_bytes,
+            "unit_bytes": self.unit_bytes,
         }
 
 
