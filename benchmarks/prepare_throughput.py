@@ -48,9 +48,9 @@ def corpus(tmp: Path, shared: Path) -> tuple[list[Path], str]:
     return [path], "embedded pydocs corpus"
 
 
-def preparation(files: list[Path], out: Path, workers: int) -> Preparation:
+def preparation(files: list[Path], out: Path, workers: int, unit_bytes: int) -> Preparation:
     return Preparation(
-        source=FileSource([str(f) for f in files]),
+        source=FileSource([str(f) for f in files], unit_bytes=unit_bytes),
         clean=CleanConfig(),
         pii=PIIConfig(),
         dedup=DedupConfig(),
@@ -71,12 +71,13 @@ def median_time(fn, reps: int) -> list[float]:
     return times
 
 
-def interleave(a, b, reps: int) -> tuple[float, float]:
-    ta, tb = [], []
+def interleave(*fns, reps: int) -> list[float]:
+    """Median time of each function, run in turn A B C A B C ..."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
-        ta += median_time(a, 1)
-        tb += median_time(b, 1)
-    return statistics.median(ta), statistics.median(tb)
+        for fn, bucket in zip(fns, times, strict=True):
+            bucket += median_time(fn, 1)
+    return [statistics.median(t) for t in times]
 
 
 def paragraphs(files: list[Path]) -> list[str]:
@@ -108,7 +109,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=SHARED, help="folder with the shared text files")
+    parser.add_argument("--unit-mb", type=float, default=1.0, help="source.unit_bytes in MB (default run: 32 MiB)")
     args = parser.parse_args()
+    unit_bytes = int(args.unit_mb * 2**20)
     tmp = Path(tempfile.mkdtemp(prefix="prepare-bench-"))
     try:
         files, name = corpus(tmp, args.data)
@@ -116,19 +119,19 @@ def main() -> None:
         texts = [d.text for f in files for d in FileSource([str(f)]).read(FileSource([str(f)]).units()[0], {})]
 
         # 1. end to end, against raw encode_batch of the same input text
-        first = preparation(files, tmp / "warm", args.workers).run()  # also gives the tokenizer for 2.
+        first = preparation(files, tmp / "warm", args.workers, unit_bytes).run()  # also gives the tokenizer for 2.
         tokenizer = Tokenizer.load(tmp / "warm" / "tokenizer.json")
         runs = iter(range(10**6))
 
         def end_to_end() -> None:
             out = tmp / f"e2e{next(runs)}"
-            preparation(files, out, args.workers).run()
+            preparation(files, out, args.workers, unit_bytes).run()
             shutil.rmtree(out)
 
-        t_e2e, t_raw_all = interleave(end_to_end, lambda: tokenizer.backend.encode_batch(texts), args.reps)
+        t_e2e, t_raw_all = interleave(end_to_end, lambda: tokenizer.backend.encode_batch(texts), reps=args.reps)
 
         # 2. the tokenise stage on the kept texts (warm worker pool) against raw encode_batch of those texts
-        prep = preparation(files, tmp / "warm", args.workers)
+        prep = preparation(files, tmp / "warm", args.workers, unit_bytes)
         plans = prep.plan_units(tmp / "warm" / "work")
         prep.run_dedup(plans)
         kept = [t for p in plans for t in stages.read_unit_table(p.clean_path, ["text"]).column("text").to_pylist()]
@@ -142,18 +145,21 @@ def main() -> None:
         ]
         with Workers(args.workers, progress=False) as workers:
             workers.map(stages.tokenize_unit, jobs, "warm-up")
-            t_stage, t_raw = interleave(
+            t_stage, t_stage0, t_raw = interleave(
                 lambda: workers.map(stages.tokenize_unit, jobs, "tokenize"),
+                lambda: [stages.tokenize_unit(j) for j in jobs],
                 lambda: tokenizer.backend.encode_batch(kept, add_special_tokens=False),
-                args.reps,
+                reps=args.reps,
             )
-        t_stage0, _ = interleave(lambda: [stages.tokenize_unit(j) for j in jobs], lambda: None, args.reps)
 
         # 3. near dedup on paragraphs
         docs = paragraphs(files)
-        t_ours, t_plain = interleave(lambda: ours(docs), lambda: plain_datasketch(docs, 0.8, 128), args.reps)
+        t_ours, t_plain = interleave(lambda: ours(docs), lambda: plain_datasketch(docs, 0.8, 128), reps=args.reps)
 
-        print(f"\nprepare throughput on {name} ({mb:.2f} MB), {args.workers} workers, median of {args.reps}\n")
+        print(
+            f"\nprepare throughput on {name} ({mb:.2f} MB in {len(plans)} units of <= {args.unit_mb} MB), "
+            f"{args.workers} workers, median of {args.reps}\n"
+        )
         print("| measurement | ours | baseline | ratio (ours / baseline) |")
         print("|---|---|---|---|")
         print(

@@ -137,8 +137,15 @@ def _tokenizer(path: str) -> Tokenizer:
 
 
 def encode_documents(tokenizer: Tokenizer, texts: list[str], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(token ids of all texts, each followed by EOS; the length of each with its EOS)."""
-    encoded = tokenizer.encode_batch(texts)
+    """(token ids of all texts, each followed by EOS; the length of each with its EOS).
+
+    `tokenizers` turns the EOS token's text into its id even inside a document; it is removed from the text first,
+    so EOS ids in a shard are exactly the document boundaries.
+    """
+    marker = tokenizer.eos_token
+    clean = [t.replace(marker, "") if marker in t else t for t in texts]
+    # encode_batch_fast: the same ids as encode_batch, without computing character offsets we do not need.
+    encoded = [e.ids for e in tokenizer.backend.encode_batch_fast(clean, add_special_tokens=False)]
     lengths = np.fromiter((len(ids) + 1 for ids in encoded), dtype=np.int64, count=len(encoded))
     flat = np.empty(int(lengths.sum()), dtype=dtype)
     pos = 0

@@ -1,12 +1,14 @@
 """A lazily started pool of worker processes with a progress bar, or plain in-process calls for num_workers <= 1.
 
 Workers are spawned (not forked): a forked child would inherit the parent's `tokenizers` thread pool in an unusable
-state, and spawning keeps every worker's state independent of what the parent did before.
+state, and spawning keeps every worker's state independent of what the parent did before. Each worker's `tokenizers`
+thread pool gets its share of the cores, so N workers do not run N x cores threads.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import Any
@@ -14,6 +16,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from llmexp.errors import ConfigError
+
+
+def _share_cores(threads: int) -> None:
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
 
 
 class Workers:
@@ -34,7 +40,10 @@ class Workers:
     def _executor(self) -> Executor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=context)
+            threads = max(1, (os.cpu_count() or 1) // self.num_workers)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.num_workers, mp_context=context, initializer=_share_cores, initargs=(threads,)
+            )
         return self._pool
 
     def map(self, fn: Callable[[Any], Any], jobs: Sequence[Any], desc: str) -> list[Any]:
