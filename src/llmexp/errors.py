@@ -11,3 +11,7 @@ class ConfigError(UserError, ValueError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, unreadable, or not an llmexp checkpoint."""
+
+
+class DataError(UserError):
+    """Input data is missing or unusable as configured (no file matches, no documents survive, a bad dataset)."""

@@ -10,9 +10,21 @@ from llmexp.config.overrides import validate_overrides
 from llmexp.errors import ConfigError
 
 CONF = config_dir()
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+PREPARE_ONLY = {
+    "source",
+    "clean",
+    "pii",
+    "dedup",
+    "pack",
+}  # groups of conf/prepare.yaml (tests/unit/test_prepare_config.py)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in {"hydra", *PREPARE_ONLY})
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
-REQUIRED = {("data", "text_files"): ["data.corpus.paths=[README.md]"]}
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+REQUIRED = {
+    ("data", "text_files"): ["data.corpus.paths=[README.md]"],
+    ("data", "shards"): ["data.path=outputs/prepared/x"],
+    ("tokenizer", "pretrained"): [f"tokenizer.path={ASSETS / 'tokenizer.json'}"],
+}
 
 
 def test_every_group_has_an_option():

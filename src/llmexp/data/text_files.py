@@ -14,8 +14,11 @@ from llmexp.data.corpus import Document, Split, split_of
 log = logging.getLogger(__name__)
 
 
-def expand_paths(patterns: list[str] | str) -> list[Path]:
-    """Globs and directories to a sorted list of files; a pattern that matches nothing is an error, not a no-op."""
+def expand_paths(patterns: list[str] | str, key: str = "data.corpus.paths") -> list[Path]:
+    """Globs and directories to a sorted list of files; a pattern that matches nothing is an error, not a no-op.
+
+    `key` names the config entry the patterns came from, for the error message.
+    """
     if isinstance(patterns, str):
         patterns = [patterns]
     files: set[Path] = set()
@@ -26,7 +29,7 @@ def expand_paths(patterns: list[str] | str) -> list[Path]:
         else:
             matches = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()]
         if not matches:
-            raise FileNotFoundError(f"data.corpus.paths: {pattern!r} matches no file")
+            raise FileNotFoundError(f"{key}: {pattern!r} matches no file")
         files.update(matches)
     return sorted(files)
 

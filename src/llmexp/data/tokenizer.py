@@ -80,8 +80,10 @@ class TokenizerSpec:
     vocab_size: int = 4096
     min_frequency: int = 2
     special_tokens: list[str] = field(default_factory=lambda: [EOS_TOKEN])
+    # kind=pretrained: an existing tokenizer.json to load instead of training (see llmexp.data.tokenizer_kinds).
+    path: str | None = None
 
-    KINDS = ("byte_level_bpe",)
+    KINDS = ("byte_level_bpe", "wordpiece", "unigram", "pretrained")
 
     def __post_init__(self) -> None:
         self.special_tokens = list(self.special_tokens)
@@ -89,15 +91,32 @@ class TokenizerSpec:
             raise ValueError(f"tokenizer.kind={self.kind!r} is not one of {list(self.KINDS)}")
         if EOS_TOKEN not in self.special_tokens:
             raise ValueError(f"tokenizer.special_tokens must contain {EOS_TOKEN!r}, got {self.special_tokens}")
+        if self.kind != "byte_level_bpe":
+            from llmexp.data.tokenizer_kinds import check_spec
+
+            check_spec(self)
+            return
         minimum = 256 + len(self.special_tokens)
         if self.vocab_size < minimum:
             raise ValueError(f"tokenizer.vocab_size={self.vocab_size} is below {minimum} (256 bytes + special tokens)")
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = asdict(self)
+        if fields["path"] is None:  # specs without a path keep the fingerprints (cache keys) they always had
+            del fields["path"]
+        elif self.kind == "pretrained":  # the file's content, not only its name, decides the tokenizer
+            fields["path"] = hashlib.sha256(Path(str(self.path)).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def train(self, texts: Iterable[str]) -> Tokenizer:
-        """Byte-level BPE as GPT-2 uses it: every byte is in the alphabet, so no text is ever out of vocabulary."""
+        """Byte-level BPE as GPT-2 uses it: every byte is in the alphabet, so no text is ever out of vocabulary.
+
+        Other kinds (WordPiece, Unigram, a pretrained tokenizer.json) are built by llmexp.data.tokenizer_kinds.
+        """
+        if self.kind != "byte_level_bpe":
+            from llmexp.data.tokenizer_kinds import build_tokenizer
+
+            return build_tokenizer(self, texts)
         backend = HFTokenizer(models.BPE())
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         backend.decoder = decoders.ByteLevel()
