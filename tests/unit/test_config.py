@@ -66,7 +66,7 @@ def test_every_option_composes_and_instantiates(make_cfg, group, option):
     [
         (
             "optimizer.lrr=1e-3",
-            "optimizer.lrr: no such key; valid keys under optimizer: _partial_, _target_, betas, eps, lr",
+            "optimizer.lrr: no such key; valid keys under optimizer: betas, eps, foreach, fused, lr, weight_decay",
         ),
         ("optimizer.lrr=1e-3", "did you mean 'lr'?"),
         (

@@ -88,6 +88,8 @@ def _check_key(cfg: DictConfig, key: str) -> None:
         if isinstance(node, DictConfig):
             keys = sorted(str(k) for k in node)
             if part not in keys:
+                # Hydra's own keys (_target_, _partial_) are noise in a list meant for a person.
+                keys = [k for k in keys if not k.startswith("_")] or keys
                 raise ConfigError(
                     f"{key}: no such key; valid keys under {where}: {', '.join(keys)}{_closest(part, keys)}"
                 )

@@ -6,6 +6,8 @@ the epoch and batches consumed saved in the checkpoint); only where the windows 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llmexp.data.datamodule import CausalLMDataModule
-from llmexp.data.shards import PreparedDataset, load_prepared
+from llmexp.data.shards import MANIFEST, PreparedDataset, load_prepared
 from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import ConfigError, DataError
 
@@ -132,6 +134,13 @@ class ShardsDataModule(CausalLMDataModule):
         self._tokenizer, self._splits = own, {}
         log.info("training on %s (weights %s)", self.paths, self.weights)
         return own
+
+    def fingerprint(self) -> str:
+        """Identity of the training data: the manifests (which hash every shard) and the mixture weights."""
+        digest = hashlib.sha256(json.dumps(self.weights).encode())
+        for prepared in self.datasets:
+            digest.update((Path(prepared.root) / MANIFEST).read_bytes())
+        return digest.hexdigest()[:16]
 
     @property
     def tokenizer(self) -> Tokenizer:
