@@ -132,7 +132,7 @@ class SpanCorruptionCollator:
         return [*inputs, self.eos_id], [*targets, self.eos_id]
 
     def __call__(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        pairs = [self.corrupt(row) for row in _stack(items)]
+        pairs = [self.corrupt(torch.as_tensor(item["input_ids"], dtype=torch.long)) for item in items]
         width_in, width_out = max(len(i) for i, _ in pairs), max(len(t) for _, t in pairs)
         batch = len(pairs)
         input_ids = torch.full((batch, width_in), self.pad_id, dtype=torch.long)

@@ -338,3 +338,14 @@ def _eos_token(path: Path) -> str:
         if isinstance(eos, str):
             return eos
     return EOS_TOKEN
+
+
+def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
+    """An llmexp checkpoint -> a `transformers` directory (config.json, model.safetensors, tokenizer files)."""
+    from llmexp.training.checkpoint import load_for_inference
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise CheckpointError(f"out={out} exists and is not empty; choose a new directory")
+    model, tokenizer, _ = load_for_inference(ckpt_path)
+    return save_hf_dir(model, tokenizer, out)
