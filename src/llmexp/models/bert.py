@@ -55,8 +55,9 @@ class BertConfig:
         return count_parameters(self, non_embedding)
 
     def flops_per_token(self, seq_len: int) -> int:
-        """6 FLOPs per weight touched (forward + backward) plus the attention scores, as for GPT."""
-        return 6 * self.num_params(non_embedding=True) + 12 * self.n_layer * self.n_embd * seq_len
+        """6 FLOPs per weight touched (forward + backward), the tied output head, and the attention scores (as GPT)."""
+        head = 6 * self.vocab_size * self.n_embd
+        return 6 * self.num_params(non_embedding=True) + head + 12 * self.n_layer * self.n_embd * seq_len
 
 
 class BertLayer(nn.Module):

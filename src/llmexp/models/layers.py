@@ -218,22 +218,14 @@ def scale_residual_projections(model: nn.Module, std: float, n_layer: int) -> No
 def count_parameters(config, non_embedding: bool = True) -> int:
     """Parameters of the model `config.build()` would make, counted on the meta device (no memory, any size).
 
-    `non_embedding` leaves out lookup tables (token, position, token-type embeddings): they cost no FLOPs.
+    `non_embedding` leaves out lookup tables (token, position, token-type embeddings, and an output head tied to
+    one): as in GPT's count, a tied head's matmul is added to the FLOPs separately.
     """
     with torch.device("meta"):
         model = config.build()
-    seen: set[int] = set()
-    total = 0
     lookups = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} if non_embedding else set()
-    head = getattr(model, "lm_head", None)
-    for param in model.parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
-        tied_head = head is not None and param is getattr(head, "weight", None)
-        if id(param) not in lookups or tied_head:
-            total += param.numel()
-    return total
+    unique = {id(p): p for p in model.parameters()}
+    return sum(p.numel() for key, p in unique.items() if key not in lookups)
 
 
 class RelativePositionBias(nn.Module):

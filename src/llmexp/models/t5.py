@@ -64,7 +64,8 @@ class T5Config:
         encoder, the decoder and the cross-attention."""
         inner = self.n_head * self.head_dim
         attention = 12 * (self.n_layer + 2 * self.n_decoder_layer) * inner * seq_len
-        return 6 * self.num_params(non_embedding=True) + attention
+        head = 6 * self.vocab_size * self.n_embd if self.tie_embeddings else 0  # untied: already a weight
+        return 6 * self.num_params(non_embedding=True) + head + attention
 
 
 class T5Block(nn.Module):
