@@ -11,7 +11,6 @@ from torch.utils.checkpoint import checkpoint
 from llmexp.models.layers import (
     MLP,
     MultiHeadAttention,
-    count_parameters,
     init_weights,
     key_padding_mask,
     positions_from_mask,
@@ -52,7 +51,14 @@ class BertConfig:
         return Bert(self)
 
     def num_params(self, non_embedding: bool = True) -> int:
-        return count_parameters(self, non_embedding)
+        """Parameter count without building the model. `non_embedding` leaves out the lookup tables (token,
+        position, token type; the tied output head with them): their matmul is counted in FLOPs separately."""
+        d, hidden = self.n_embd, self.intermediate_size
+        layer = 4 * (d * d + d) + (d * hidden + hidden) + (hidden * d + d) + 2 * 2 * d
+        total = self.n_layer * layer + 2 * d + (d * d + d + 2 * d) + self.vocab_size  # + embedding norm, head, bias
+        if not non_embedding:
+            total += (self.vocab_size + self.max_seq_len + self.type_vocab_size) * d
+        return total
 
     def flops_per_token(self, seq_len: int) -> int:
         """6 FLOPs per weight touched (forward + backward), the tied output head, and the attention scores (as GPT)."""

@@ -215,19 +215,6 @@ def scale_residual_projections(model: nn.Module, std: float, n_layer: int) -> No
             nn.init.normal_(param, mean=0.0, std=scaled)
 
 
-def count_parameters(config, non_embedding: bool = True) -> int:
-    """Parameters of the model `config.build()` would make, counted on the meta device (no memory, any size).
-
-    `non_embedding` leaves out lookup tables (token, position, token-type embeddings, and an output head tied to
-    one): as in GPT's count, a tied head's matmul is added to the FLOPs separately.
-    """
-    with torch.device("meta"):
-        model = config.build()
-    lookups = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)} if non_embedding else set()
-    unique = {id(p): p for p in model.parameters()}
-    return sum(p.numel() for key, p in unique.items() if key not in lookups)
-
-
 class RelativePositionBias(nn.Module):
     """T5's learned bias per (head, bucketed query-key distance), added to attention scores of every layer."""
 

@@ -13,7 +13,6 @@ from llmexp.models.layers import (
     LayerKVCache,
     MultiHeadAttention,
     RelativePositionBias,
-    count_parameters,
     key_padding_mask,
 )
 
@@ -57,7 +56,16 @@ class T5Config:
         return T5(self)
 
     def num_params(self, non_embedding: bool = True) -> int:
-        return count_parameters(self, non_embedding)
+        """Parameter count without building the model. `non_embedding` leaves out the lookup tables (the shared
+        embedding, with a head tied to it, and the relative position biases)."""
+        d, attn = self.n_embd, 4 * self.n_embd * self.n_head * self.head_dim
+        mlp = d * self.intermediate_size * (3 if self.mlp == "geglu" else 2)
+        total = self.n_layer * (attn + mlp + 2 * d) + self.n_decoder_layer * (2 * attn + mlp + 3 * d) + 2 * d
+        if not self.tie_embeddings:
+            total += self.vocab_size * d
+        if not non_embedding:
+            total += self.vocab_size * d + 2 * self.relative_buckets * self.n_head
+        return total
 
     def flops_per_token(self, seq_len: int) -> int:
         """Per input token, with targets about as long as inputs: 6 per weight plus the attention scores of the
