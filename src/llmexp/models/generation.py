@@ -148,9 +148,9 @@ def generate(
 
 
 def _next_token(logits, seen, cfg, generator) -> torch.Tensor:
-    if cfg.repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
-    next_ids = choose_next(logits, cfg, generator)
+    if cfg.repetition_penalty == 1.0:
+        return choose_next(logits, cfg, generator)
+    next_ids = choose_next(apply_repetition_penalty(logits, seen, cfg.repetition_penalty), cfg, generator)
     seen[torch.arange(len(next_ids), device=seen.device), next_ids] = True
     return next_ids
 
@@ -164,19 +164,21 @@ def _decoder_loop(model, prompts, cfg, outputs, generator, use_cache, device) ->
     seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
     seen.scatter_(1, ids, mask.bool())
     cache = model.new_cache(batch, ids.shape[1] + max_new) if use_cache else None
-    step_ids, step_mask = ids, mask
+    # Without padding no mask is needed (the fast causal path); with a cache, the padding of the prompt stays
+    # recorded in it, so the steps after the prompt need no mask either.
+    padded = not bool(mask.all())
+    step_ids, step_mask = ids, mask if padded else None
     for _ in range(max_new):
         if cache is not None:
             logits = model(step_ids, attention_mask=step_mask, cache=cache)[:, -1]
         else:
-            logits = model(ids, attention_mask=mask)[:, -1]
+            logits = model(ids, attention_mask=mask if padded else None)[:, -1]
         next_ids = _next_token(logits, seen, cfg, generator)
         if outputs.add(next_ids):
             break
-        step_ids = next_ids.unsqueeze(1)
-        step_mask = torch.ones_like(step_ids)
+        step_ids, step_mask = next_ids.unsqueeze(1), None
         ids = torch.cat([ids, step_ids], dim=1)
-        mask = torch.cat([mask, step_mask], dim=1)
+        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
 
 
 def _seq2seq_loop(model, prompts, cfg, outputs, generator, use_cache, device) -> None:
