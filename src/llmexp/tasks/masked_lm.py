@@ -47,6 +47,3 @@ class MaskedLMTask(CausalLMTask):
         self.log_dict({"val/loss": loss, "val/ppl": torch.exp(loss)}, prog_bar=True, sync_dist=False)
         self.val_nats.reset()
         self.val_count.reset()
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids)
