@@ -1,0 +1,58 @@
+"""Build and run the server from conf/serve.yaml: load the checkpoint safely, start the engine, run uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from omegaconf import DictConfig
+
+from llmexp.data.chat import ChatTemplate
+from llmexp.errors import ConfigError
+from llmexp.generation import pick_device
+from llmexp.serving.app import Server, ServeSettings, create_app
+from llmexp.serving.engine import BatchingEngine
+from llmexp.training.checkpoint import load_for_inference
+
+
+def model_name(ckpt_path: str, configured: str | None) -> str:
+    """The served model's id: as configured, else the run folder's name (outputs/runs/<date>/<time>/checkpoints/x)."""
+    if configured:
+        return configured
+    path = Path(ckpt_path).resolve()
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+
+
+def build_app(cfg: DictConfig) -> FastAPI:
+    """The app for cfg.ckpt_path (weights read with weights_only=True: nothing in the file is executed)."""
+    serve = cfg.serve
+    if serve.max_batch_size < 1 or serve.max_tokens_limit < 1 or serve.max_body_bytes < 1:
+        raise ConfigError(
+            "serve.max_batch_size, serve.max_tokens_limit and serve.max_body_bytes must be >= 1 "
+            f"(got {serve.max_batch_size}, {serve.max_tokens_limit}, {serve.max_body_bytes})"
+        )
+    model, tokenizer, metadata = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
+    engine = BatchingEngine(model, tokenizer.eos_id, max_batch_size=serve.max_batch_size, max_wait_ms=serve.max_wait_ms)
+    settings = ServeSettings(
+        model_name=model_name(cfg.ckpt_path, serve.model_name),
+        max_tokens_limit=serve.max_tokens_limit,
+        max_body_bytes=serve.max_body_bytes,
+        request_timeout_s=serve.request_timeout_s,
+    )
+    template = ChatTemplate.from_dict(metadata.get("chat_template"))
+    return create_app(Server(engine, tokenizer, settings, template))
+
+
+def serve(cfg: DictConfig) -> None:
+    import uvicorn
+
+    app = build_app(cfg)
+    print(f"llmexp-serve: {cfg.ckpt_path} on http://{cfg.serve.host}:{cfg.serve.port}", flush=True)
+    uvicorn.run(
+        app,
+        host=cfg.serve.host,
+        port=cfg.serve.port,
+        log_level=cfg.serve.log_level,
+        limit_concurrency=cfg.serve.max_connections,
+        timeout_graceful_shutdown=5,
+    )
