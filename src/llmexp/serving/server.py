@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI
 from omegaconf import DictConfig
 
@@ -31,6 +32,9 @@ def build_app(cfg: DictConfig) -> FastAPI:
             "serve.max_batch_size, serve.max_tokens_limit and serve.max_body_bytes must be >= 1 "
             f"(got {serve.max_batch_size}, {serve.max_tokens_limit}, {serve.max_body_bytes})"
         )
+    if serve.cpu_threads:
+        # Idle OpenMP workers spin; with the event loop on the same cores that made one request 70x slower here.
+        torch.set_num_threads(serve.cpu_threads)
     model, tokenizer, metadata = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
     engine = BatchingEngine(model, tokenizer.eos_id, max_batch_size=serve.max_batch_size, max_wait_ms=serve.max_wait_ms)
     settings = ServeSettings(
