@@ -1,0 +1,63 @@
+"""Fine-tuning runs through `llmexp-train`'s run function with the shipped experiment configs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmexp.training.checkpoint import load_for_inference, read_checkpoint
+from llmexp.training.run import train
+
+POSITIVE = ["great", "good", "lovely", "wonderful", "superb"]
+NEGATIVE = ["awful", "bad", "terrible", "boring", "dull"]
+FILLER = ["the", "a", "movie", "film", "plot", "actor", "scene", "story", "it", "was", "and", "with", "this", "that"]
+
+
+def write_sentiment(path: Path, rows: int, seed: int) -> None:
+    """Filler words around one sentiment word; 60% positive, so always answering 'positive' scores about 0.6."""
+    rng = random.Random(seed)
+    with path.open("w") as handle:
+        for _ in range(rows):
+            label = "positive" if rng.random() < 0.6 else "negative"
+            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+            words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+            handle.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+
+
+@pytest.mark.slow
+def test_classification_beats_the_majority_baseline_clearly(make_cfg, tmp_path):
+    write_sentiment(tmp_path / "train.jsonl", 400, seed=0)
+    write_sentiment(tmp_path / "val.jsonl", 100, seed=1)
+    cfg = make_cfg(
+        "experiment=finetune_classification", "model=gpt_tiny", "tokenizer.vocab_size=300", "callbacks=minimal",
+        f"data.train_file={tmp_path / 'train.jsonl'}", f"data.val_file={tmp_path / 'val.jsonl'}", "data.batch_size=16",
+        "trainer.max_steps=60", "trainer.val_check_interval=30",
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["val/majority_acc"] < 0.7
+    assert metrics["val/acc"] >= metrics["val/majority_acc"] + 0.2
+    checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert checkpoint["llmexp"]["label_names"] == ["negative", "positive"]
+
+
+@pytest.mark.slow
+def test_sft_with_lora_writes_merged_weights_that_serve_loads(make_cfg, tmp_path):
+    rows = [{"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} {w} {w}"} for w in FILLER * 4]
+    (tmp_path / "sft.json").write_text(json.dumps(rows))
+    cfg = make_cfg(
+        "experiment=sft", "model=gpt_tiny", "tokenizer.vocab_size=300", "callbacks=minimal", "finetune=lora",
+        "finetune.r=4", f"data.train_file={tmp_path / 'sft.json'}", "data.block_size=64", "data.batch_size=4",
+        "data.val_fraction=0.1", "trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.limit_val_batches=1",
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["val/loss"]))
+    last = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["llmexp"]["finetune"]["name"] == "lora"
+    assert any(".lora_A." in key for key in last["state_dict"])
+    model, _, metadata = load_for_inference(tmp_path / "run" / "checkpoints" / "merged.ckpt")
+    assert not any("lora" in key for key in model.state_dict())
+    assert metadata["chat_template"]["generation_prompt"] == "<|assistant|>\n"
