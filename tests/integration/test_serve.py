@@ -119,6 +119,13 @@ def test_streamed_pieces_join_to_the_same_text(server, reference):
     assert finish in ("length", "stop")
 
 
+def test_a_body_sent_as_curl_d_sends_it_is_read_as_json(server, reference):
+    body = json.dumps({"prompt": "def add(", "max_tokens": 6, "temperature": 0})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    response = httpx.post(f"{server}/v1/completions", content=body, headers=headers, timeout=60)
+    assert response.json()["choices"][0]["text"] == reference(["def add("], 6)[0]
+
+
 def test_chat_completion_streamed_and_not(server):
     body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 12, "temperature": 0}
     whole = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60).json()
