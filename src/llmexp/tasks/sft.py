@@ -101,10 +101,16 @@ class SFTTask(AdaptedCausalLMTask):
         chat_template: dict | None = None,
     ):
         super().__init__(model, optimizer, scheduler, tokenizer, metadata, finetune)
-        self.chat_template = ChatTemplate.from_dict(chat_template)
+        self.chat_template = ChatTemplate.from_dict(chat_template) if chat_template else None
+
+    def setup(self, stage: str) -> None:
+        if self.chat_template is None:
+            datamodule = self.trainer.datamodule if self.trainer is not None else None
+            self.chat_template = getattr(datamodule, "template", None) or ChatTemplate()
 
     def checkpoint_metadata(self) -> dict[str, Any]:
-        return {**super().checkpoint_metadata(), "chat_template": self.chat_template.to_dict()}
+        template = self.chat_template or ChatTemplate()
+        return {**super().checkpoint_metadata(), "chat_template": template.to_dict()}
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "segment_ids" in batch:
