@@ -151,6 +151,14 @@ def test_32_concurrent_clients_are_all_answered_correctly_in_batches(server, ref
     assert values["llmexp_batch_size_sum"] > values["llmexp_batch_size_count"]  # some requests shared a batch
 
 
+def test_several_prompts_and_samples_get_one_indexed_choice_each(server, reference):
+    body = {"prompt": ["def add(", "class "], "n": 2, "max_tokens": 8, "temperature": 0}
+    choices = httpx.post(f"{server}/v1/completions", json=body, timeout=60).json()["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2, 3]
+    first, second = reference(["def add(", "class "], 8)
+    assert [c["text"] for c in choices] == [first, first, second, second]
+
+
 def test_sampling_with_a_seed_is_reproducible(server):
     first = complete(server, "x = ", 16, temperature=1.0, seed=7)[0]
     assert complete(server, "x = ", 16, temperature=1.0, seed=7)[0] == first

@@ -21,16 +21,21 @@ from llmexp.training.optim import weight_decay_groups
 class SequenceClassifier(nn.Module):
     """Backbone hidden states pooled to one vector per text, then a linear head to label logits.
 
-    GPT (causal): the last real token's state, the only one that has seen the whole text. The backbone's LM head is
-    replaced by an identity, so its forward returns the final normalised hidden states.
+    GPT (causal): the last real token's state, the only one that has seen the whole text; its LM head is replaced by
+    an identity, so its forward returns the final normalised hidden states. Encoders with an `encode` method (BERT):
+    the mean of the real tokens' states.
     """
 
     def __init__(self, backbone: nn.Module, num_labels: int, dropout: float = 0.0):
         super().__init__()
         family = getattr(backbone.config, "family", None)
-        if family != "gpt":
-            raise ConfigError(f"classification: model family {family!r} has no classification head yet; use gpt")
-        backbone.lm_head = nn.Identity()
+        if family == "gpt":
+            backbone.lm_head = nn.Identity()
+            self.pooling = "last"
+        elif hasattr(backbone, "encode"):
+            self.pooling = "mean"
+        else:
+            raise ConfigError(f"classification: model family {family!r} has no hidden states to classify from")
         self.backbone = backbone
         self.config = backbone.config  # for FLOPs estimates (throughput callback)
         self.dropout = nn.Dropout(dropout)
@@ -39,8 +44,13 @@ class SequenceClassifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids)
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+        if self.pooling == "last":
+            hidden = self.backbone(input_ids)
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+        else:
+            real = torch.arange(input_ids.shape[1], device=input_ids.device) < lengths[:, None]
+            hidden = self.backbone.encode(input_ids, attention_mask=real.long())
+            pooled = (hidden * real.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1).clamp(min=1)
         return self.head(self.dropout(pooled))
 
 
