@@ -12,7 +12,7 @@ from llmexp.data.sft import IGNORE, collate, encode_example, pack, segments_of
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Freeze, LoRA, trainable_parameter_names
-from llmexp.finetune.export import generation_config, save_inference_checkpoint
+from llmexp.finetune.export import chat_template_jinja, generation_config, save_inference_checkpoint
 from llmexp.models.gpt import GPTConfig
 from llmexp.tasks.classification import SequenceClassifier
 from llmexp.tasks.sft import packed_forward
@@ -168,3 +168,18 @@ def test_generation_config_uses_transformers_field_names(tokenizer):
     config = generation_config(tokenizer)
     assert config["eos_token_id"] == tokenizer.eos_id and config["do_sample"] is True
     assert {"max_new_tokens", "temperature", "top_k"} <= set(config)
+
+
+def test_exported_chat_template_renders_like_ours():
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    template = ChatTemplate()
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Bye"},
+    ]
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders it
+    rendered = env.from_string(chat_template_jinja(template)).render(messages=messages, add_generation_prompt=True)
+    assert rendered == template.render_prompt(messages)

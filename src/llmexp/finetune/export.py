@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmexp.data.chat import ChatTemplate
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.models.generation import SamplingConfig
 
@@ -47,3 +48,28 @@ def write_generation_config(directory: str | Path, tokenizer: Tokenizer, samplin
     path = Path(directory) / "generation_config.json"
     path.write_text(json.dumps(generation_config(tokenizer, sampling), indent=2) + "\n")
     return path
+
+
+def chat_template_jinja(template: ChatTemplate) -> str:
+    """Our chat template as the Jinja template `transformers` keeps in tokenizer_config.json (apply_chat_template)."""
+    parts = []
+    for index, role in enumerate(("system", "user", "assistant")):
+        before, after = getattr(template, role).split("{content}", 1)
+        keyword = "if" if index == 0 else "elif"
+        parts.append(f"{{% {keyword} message['role'] == '{role}' %}}{before}{{{{ message['content'] }}}}{after}")
+    body = "".join(parts) + "{% endif %}"
+    prompt = f"{{% if add_generation_prompt %}}{template.generation_prompt}{{% endif %}}"
+    return f"{{% for message in messages %}}{body}{{% endfor %}}{prompt}"
+
+
+def finish_export(directory: str | Path, metadata: dict[str, Any], sampling: SamplingConfig | None = None) -> None:
+    """Add what a fine-tuned export needs beyond weights and tokenizer: generation_config.json, and for SFT models
+    the chat template in tokenizer_config.json (so `apply_chat_template` renders prompts as in training)."""
+    directory = Path(directory)
+    tokenizer = Tokenizer.from_str(metadata["tokenizer"])
+    write_generation_config(directory, tokenizer, sampling)
+    tokenizer_config = directory / "tokenizer_config.json"
+    if metadata.get("chat_template") and tokenizer_config.is_file():
+        config = json.loads(tokenizer_config.read_text())
+        config["chat_template"] = chat_template_jinja(ChatTemplate.from_dict(metadata["chat_template"]))
+        tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
