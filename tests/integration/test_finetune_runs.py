@@ -12,6 +12,8 @@ import torch
 from llmexp.training.checkpoint import load_for_inference, read_checkpoint
 from llmexp.training.run import train
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
 POSITIVE = ["great", "good", "lovely", "wonderful", "superb"]
 NEGATIVE = ["awful", "bad", "terrible", "boring", "dull"]
 FILLER = ["the", "a", "movie", "film", "plot", "actor", "scene", "story", "it", "was", "and", "with", "this", "that"]
@@ -49,7 +51,8 @@ def test_sft_with_lora_writes_merged_weights_that_serve_loads(make_cfg, tmp_path
     rows = [{"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} {w} {w}"} for w in FILLER * 4]
     (tmp_path / "sft.json").write_text(json.dumps(rows))
     cfg = make_cfg(
-        "experiment=sft", "model=gpt_tiny", "tokenizer.vocab_size=300", "callbacks=minimal", "finetune=lora",
+        "experiment=sft", "model=gpt_tiny", "tokenizer.vocab_size=300", "callbacks.progress_bar=null",
+        "callbacks.samples.max_new_tokens=8", "finetune=lora",
         "finetune.r=4", f"data.train_file={tmp_path / 'sft.json'}", "data.block_size=64", "data.batch_size=4",
         "data.val_fraction=0.1", "trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.limit_val_batches=1",
     )  # fmt: skip
@@ -61,3 +64,4 @@ def test_sft_with_lora_writes_merged_weights_that_serve_loads(make_cfg, tmp_path
     model, _, metadata = load_for_inference(tmp_path / "run" / "checkpoints" / "merged.ckpt")
     assert not any("lora" in key for key in model.state_dict())
     assert metadata["chat_template"]["generation_prompt"] == "<|assistant|>\n"
+    assert (tmp_path / "run" / "samples.txt").read_text().startswith("<|user|>\nGive three tips")

@@ -119,6 +119,12 @@ class SFTDataModule(L.LightningDataModule):
         self.splits: dict[str, list[dict[str, list[int]]]] = {}
         self._tokenizer: Tokenizer | None = None
 
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise RuntimeError("call prepare() before using the data module")
+        return self._tokenizer
+
     def _rows(self) -> dict[str, list[dict]]:
         train = read_records(self.train_file, "train", "data.train_file")
         random.Random(self.seed).shuffle(train)
