@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from llmexp.data.tokenizer import Tokenizer
+from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
 from llmexp.serving.engine import BatchingEngine, GenerationRequest, decode_batch
+from llmexp.serving.server import build_app
 from llmexp.serving.text import TextStream
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -109,3 +112,22 @@ def test_a_stop_string_is_held_back_then_cut(tokenizer):
     pieces = [stream.push(token) for token in ids] + [stream.finish()]
     assert "".join(pieces) == "x = 1\n"
     assert stream.stopped and stream.text == "x = 1\n"
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_the_server_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"llmexp": {}, "state_dict": {}, "payload": _RunsCodeWhenUnpickled(marker)}, tmp_path / "evil.ckpt")
+    serve = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 1000, "cpu_threads": None,
+             "request_timeout_s": 5, "model_name": None}  # fmt: skip
+    cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "evil.ckpt"), "device": "cpu", "serve": serve})
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        build_app(cfg)
+    assert not marker.exists()
