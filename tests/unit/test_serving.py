@@ -18,6 +18,8 @@ from llmexp.serving.server import build_app
 from llmexp.serving.text import TextStream
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SERVE = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 1000, "cpu_threads": None,
+         "request_timeout_s": 5, "model_name": None}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +127,15 @@ class _RunsCodeWhenUnpickled:
 def test_the_server_refuses_a_checkpoint_that_would_run_code(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"llmexp": {}, "state_dict": {}, "payload": _RunsCodeWhenUnpickled(marker)}, tmp_path / "evil.ckpt")
-    serve = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 1000, "cpu_threads": None,
-             "request_timeout_s": 5, "model_name": None}  # fmt: skip
-    cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "evil.ckpt"), "device": "cpu", "serve": serve})
+    cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "evil.ckpt"), "device": "cpu", "serve": SERVE})
     with pytest.raises(CheckpointError, match="cannot be read safely"):
         build_app(cfg)
     assert not marker.exists()
+
+
+def test_the_server_points_from_a_lora_checkpoint_to_the_merged_one(tmp_path):
+    torch.save({"llmexp": {}, "state_dict": {"model.blocks.0.attn.qkv.lora_A.default.weight": torch.zeros(1)}},
+               tmp_path / "last.ckpt")  # fmt: skip
+    cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "last.ckpt"), "device": "cpu", "serve": SERVE})
+    with pytest.raises(CheckpointError, match=r"merged\.ckpt"):
+        build_app(cfg)

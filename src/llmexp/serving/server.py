@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from omegaconf import DictConfig
 
 from llmexp.data.chat import ChatTemplate
-from llmexp.errors import ConfigError
+from llmexp.errors import CheckpointError, ConfigError
 from llmexp.generation import pick_device
 from llmexp.serving.app import Server, ServeSettings, create_app
 from llmexp.serving.engine import BatchingEngine
-from llmexp.training.checkpoint import load_for_inference
+from llmexp.training.checkpoint import model_from_checkpoint, read_checkpoint, tokenizer_from_checkpoint
 
 
 def model_name(ckpt_path: str, configured: str | None) -> str:
@@ -22,6 +22,15 @@ def model_name(ckpt_path: str, configured: str | None) -> str:
         return configured
     path = Path(ckpt_path).resolve()
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+
+
+def check_servable(path: str, checkpoint: dict) -> None:
+    """Only language models are served; say what to do with a classifier or an unmerged LoRA checkpoint."""
+    if checkpoint["llmexp"].get("task") == "classification":
+        raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; llmexp-serve serves language models")
+    if any(".lora_A." in key for key in checkpoint["state_dict"]):
+        merged = Path(path).with_name("merged.ckpt")
+        raise CheckpointError(f"ckpt_path={path}: holds LoRA adapters; serve the merged weights, {merged}")
 
 
 def build_app(cfg: DictConfig) -> FastAPI:
@@ -35,7 +44,11 @@ def build_app(cfg: DictConfig) -> FastAPI:
     if serve.cpu_threads:
         # Idle OpenMP workers spin; with the event loop on the same cores that made one request 70x slower here.
         torch.set_num_threads(serve.cpu_threads)
-    model, tokenizer, metadata = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    check_servable(cfg.ckpt_path, checkpoint)
+    model = model_from_checkpoint(checkpoint).to(pick_device(cfg.device)).eval()
+    tokenizer, metadata = tokenizer_from_checkpoint(checkpoint), checkpoint["llmexp"]
+    del checkpoint
     engine = BatchingEngine(model, tokenizer.eos_id, max_batch_size=serve.max_batch_size, max_wait_ms=serve.max_wait_ms)
     settings = ServeSettings(
         model_name=model_name(cfg.ckpt_path, serve.model_name),
