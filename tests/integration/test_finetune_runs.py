@@ -65,3 +65,18 @@ def test_sft_with_lora_writes_merged_weights_that_serve_loads(make_cfg, tmp_path
     assert not any("lora" in key for key in model.state_dict())
     assert metadata["chat_template"]["generation_prompt"] == "<|assistant|>\n"
     assert (tmp_path / "run" / "samples.txt").read_text().startswith("<|user|>\nGive three tips")
+
+
+@pytest.mark.slow
+def test_continued_pretraining_with_lora_keeps_the_lm_metrics_and_merges(make_cfg, tmp_path):
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    cfg = make_cfg(
+        "experiment=continued_pretraining", "model=gpt_tiny", "tokenizer.vocab_size=300", "callbacks=minimal",
+        f"data.corpus.paths=[{readme}]", "data.corpus.chunk_chars=500", "data.block_size=32", "data.batch_size=4",
+        "data.val_batch_size=4", "data.corpus.val_fraction=0.2", "finetune=lora", "trainer.max_steps=4",
+        "trainer.val_check_interval=4", "trainer.limit_val_batches=1", "eval.limit_batches=1",
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert {"val/loss", "val/bpb"} <= set(metrics)
+    _, _, metadata = load_for_inference(tmp_path / "run" / "checkpoints" / "merged.ckpt")
+    assert metadata["task"] == "continued_pretraining" and metadata["finetune"]["name"] == "lora"
