@@ -88,10 +88,9 @@ def decode_batch(model: nn.Module, batch: list[GenerationRequest], eos_id: int) 
             penalty = batch[row].sampling.repetition_penalty
             logits[row] = apply_repetition_penalty(logits[row : row + 1], seen[row : row + 1], penalty)[0]
         next_ids = _choose(logits, batch, generators)
-        for row, request in enumerate(batch):
+        for row, (request, token) in enumerate(zip(batch, next_ids.tolist(), strict=True)):
             if done[row]:
                 continue
-            token = int(next_ids[row])
             if request.cancelled.is_set():
                 done[row] = True
                 request.on_done("cancelled", None)
