@@ -61,8 +61,9 @@ def test_an_example_whose_response_does_not_fit_is_dropped(tokenizer):
     assert encode_example(tokenizer, segments_of(row, ChatTemplate()), block_size=8) is None
 
 
-def test_packed_rows_give_each_example_the_logits_it_has_alone(tokenizer):
-    model = tiny_gpt(tokenizer.vocab_size, pos_emb="rope").eval()
+@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+def test_packed_rows_give_each_example_the_logits_it_has_alone(tokenizer, pos_emb):
+    model = tiny_gpt(tokenizer.vocab_size, pos_emb=pos_emb).eval()
     examples = [([5, 6, 7, 8], [6, 7, 8, 9]), ([10, 11, 12], [11, 12, 13]), ([20, 21, 22, 23, 24], [21] * 5)]
     rows = pack(examples, block_size=10, pad_id=tokenizer.eos_id)
     assert len(rows) == 2 and rows[0]["segment_ids"] == [0] * 4 + [1] * 3 + [-1] * 3

@@ -37,6 +37,8 @@ def packed_forward(
     x = model.wte(input_ids)
     if model.wpe is not None:
         x = x + model.wpe(position_ids)
+    elif getattr(model, "sin_table", None) is not None:  # pos_emb=sinusoidal
+        x = x + model.sin_table[position_ids]
     x = model.drop(x)
     rope = model.rope(position_ids) if model.rope is not None else None
     seq = input_ids.shape[1]
