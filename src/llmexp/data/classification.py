@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from llmexp.data.records import column, read_records
+from llmexp.data.records import column, read_records, sharded_loader
 from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import DataError
 
@@ -109,15 +110,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if not self.splits:
             raise RuntimeError("call prepare() before using the data module")
         pad = self._tokenizer.eos_id
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.splits[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator if shuffle else None,
-            collate_fn=lambda items: collate_right_padded(items, pad),
-            num_workers=self.num_workers,
-        )
+        collate = partial(collate_right_padded, pad_id=pad)
+        return sharded_loader(self, self.splits[split], batch_size, shuffle, collate, self.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+import lightning as L
+from torch.utils.data import DataLoader
+
+from llmexp.data.sampler import ResumableSampler
 from llmexp.errors import DataError
 
 FILE_KINDS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -60,3 +64,14 @@ def column(rows: list[dict], field: str, key: str) -> list:
     if missing is not None:
         raise DataError(f"{key}={field!r}: row {missing} has no such field; it has {sorted(rows[missing])}")
     return [row[field] for row in rows]
+
+
+def sharded_loader(
+    datamodule: L.LightningDataModule, items: list, batch_size: int, shuffle: bool, collate_fn, seed: int, workers: int
+) -> DataLoader:
+    """A loader over this rank's share of `items`, shuffled per epoch from the seed (the run sets
+    `use_distributed_sampler: false`, so each data module shards its own data)."""
+    trainer = datamodule.trainer
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    sampler = ResumableSampler(len(items), seed, shuffle=shuffle, rank=rank, world_size=world)
+    return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=workers)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from llmexp.data.chat import ChatTemplate
-from llmexp.data.records import read_records
+from llmexp.data.records import read_records, sharded_loader
 from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import DataError
 
@@ -161,15 +162,8 @@ class SFTDataModule(L.LightningDataModule):
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if not self.splits:
             raise RuntimeError("call prepare() before using the data module")
-        pad = self._tokenizer.eos_id
-        return DataLoader(
-            self.splits[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=lambda items: collate(items, pad),
-            num_workers=self.num_workers,
-        )
+        batcher = partial(collate, pad_id=self._tokenizer.eos_id)
+        return sharded_loader(self, self.splits[split], batch_size, shuffle, batcher, self.seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
