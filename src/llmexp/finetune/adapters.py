@@ -44,15 +44,16 @@ class Freeze(Adapter):
         self.layers, self.embeddings = layers, embeddings
 
     def apply(self, model: nn.Module) -> nn.Module:
-        blocks = getattr(model, "blocks", None)
+        blocks = getattr(model, "blocks", None) or getattr(model, "layers", None)  # GPT: blocks; BERT: layers
         if blocks is None:
-            raise ConfigError(f"finetune=freeze: {type(model).__name__} has no `blocks` to freeze")
+            raise ConfigError(f"finetune=freeze: {type(model).__name__} has no `blocks` or `layers` to freeze")
         if self.layers > len(blocks):
             raise ConfigError(f"finetune.layers={self.layers}: the model has only {len(blocks)} blocks")
         super().apply(model)
         frozen: list[nn.Module] = list(blocks[: self.layers])
         if self.embeddings:
-            frozen += [m for m in (getattr(model, "wte", None), getattr(model, "wpe", None)) if m is not None]
+            names = ("wte", "wpe", "wtt", "norm_emb")  # token, position, token-type embeddings (+ BERT's norm)
+            frozen += [getattr(model, n) for n in names if getattr(model, n, None) is not None]
         for module in frozen:
             module.requires_grad_(False)
         return model

@@ -11,7 +11,9 @@ from torch import nn
 
 from llmexp.data.chat import ChatTemplate
 from llmexp.data.tokenizer import Tokenizer
+from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig
+from llmexp.training.checkpoint import read_checkpoint
 
 
 def save_inference_checkpoint(path: str | Path, model: nn.Module, tokenizer: Tokenizer, metadata: dict[str, Any]):
@@ -73,3 +75,27 @@ def finish_export(directory: str | Path, metadata: dict[str, Any], sampling: Sam
         config = json.loads(tokenizer_config.read_text())
         config["chat_template"] = chat_template_jinja(ChatTemplate.from_dict(metadata["chat_template"]))
         tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def refuse_unmerged(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """A LoRA run's last.ckpt holds adapter layers that no plain model has: point to its merged weights."""
+    if any(".lora_A." in key for key in checkpoint["state_dict"]):
+        merged = Path(path).with_name("merged.ckpt")
+        raise CheckpointError(f"ckpt_path={path}: holds LoRA adapters; use the merged weights, {merged}")
+
+
+def export_with_generation_config(ckpt_path: str | Path, out: str | Path, sampling: SamplingConfig) -> Path:
+    """`llmexp-export`: the transformers directory (models.hf) plus generation_config.json and, for SFT models, the
+    chat template; a LoRA checkpoint is refused in favour of its merged weights."""
+    from llmexp.models.hf import export_checkpoint
+
+    checkpoint = read_checkpoint(ckpt_path)
+    refuse_unmerged(ckpt_path, checkpoint)
+    metadata = checkpoint["llmexp"]
+    if metadata.get("task") == "classification":
+        raise CheckpointError(f"ckpt_path={ckpt_path}: a classification checkpoint; export writes language models")
+    del checkpoint
+    out = export_checkpoint(ckpt_path, out)
+    if metadata["model_config"].get("family", "gpt") != "bert":  # an encoder with a masked-LM head does not generate
+        finish_export(out, metadata, sampling)
+    return out

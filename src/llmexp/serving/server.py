@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from llmexp.data.chat import ChatTemplate
 from llmexp.errors import CheckpointError, ConfigError
+from llmexp.finetune.export import refuse_unmerged
 from llmexp.generation import pick_device
 from llmexp.serving.app import Server, ServeSettings, create_app
 from llmexp.serving.engine import BatchingEngine
@@ -28,9 +29,7 @@ def check_servable(path: str, checkpoint: dict) -> None:
     """Only language models are served; say what to do with a classifier or an unmerged LoRA checkpoint."""
     if checkpoint["llmexp"].get("task") == "classification":
         raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; llmexp-serve serves language models")
-    if any(".lora_A." in key for key in checkpoint["state_dict"]):
-        merged = Path(path).with_name("merged.ckpt")
-        raise CheckpointError(f"ckpt_path={path}: holds LoRA adapters; serve the merged weights, {merged}")
+    refuse_unmerged(path, checkpoint)
 
 
 def build_app(cfg: DictConfig) -> FastAPI:
