@@ -139,3 +139,28 @@ def test_the_server_points_from_a_lora_checkpoint_to_the_merged_one(tmp_path):
     cfg = OmegaConf.create({"ckpt_path": str(tmp_path / "last.ckpt"), "device": "cpu", "serve": SERVE})
     with pytest.raises(CheckpointError, match=r"merged\.ckpt"):
         build_app(cfg)
+
+
+def test_chat_prompts_use_the_template_stored_in_the_checkpoint(tmp_path, model, tokenizer):
+    import asyncio
+
+    import httpx
+
+    from llmexp.data.chat import ChatTemplate
+    from llmexp.finetune.export import save_inference_checkpoint
+
+    template = ChatTemplate(user="### Question:\n{content}\n", generation_prompt="### Answer:\n")
+    ckpt = save_inference_checkpoint(tmp_path / "sft.ckpt", model, tokenizer, {"chat_template": template.to_dict()})
+    app = build_app(OmegaConf.create({"ckpt_path": str(ckpt), "device": "cpu", "serve": SERVE}))
+    messages = [{"role": "user", "content": "What is 2 + 2?"}]
+
+    async def ask() -> dict:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                body = {"messages": messages, "max_tokens": 2}
+                return (await client.post("/v1/chat/completions", json=body)).json()
+
+    usage = asyncio.run(ask())["usage"]
+    assert usage["prompt_tokens"] == len(tokenizer.encode(template.render_prompt(messages)))
+    assert usage["prompt_tokens"] != len(tokenizer.encode(ChatTemplate().render_prompt(messages)))
