@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmexp.data.tokenizer import Tokenizer
+from llmexp.finetune.export import save_inference_checkpoint
+from llmexp.models.gpt import GPTConfig
 from llmexp.training.checkpoint import load_for_inference, read_checkpoint
 from llmexp.training.run import train
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -80,3 +85,23 @@ def test_continued_pretraining_with_lora_keeps_the_lm_metrics_and_merges(make_cf
     assert {"val/loss", "val/bpb"} <= set(metrics)
     _, _, metadata = load_for_inference(tmp_path / "run" / "checkpoints" / "merged.ckpt")
     assert metadata["task"] == "continued_pretraining" and metadata["finetune"]["name"] == "lora"
+
+
+@pytest.mark.slow
+def test_classification_initialised_from_our_checkpoint_keeps_frozen_weights(make_cfg, tmp_path):
+    tokenizer = Tokenizer.load(ASSETS / "tokenizer.json")
+    torch.manual_seed(0)
+    base = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=32, max_seq_len=64).build()
+    ckpt = save_inference_checkpoint(tmp_path / "base.ckpt", base, tokenizer, {})
+    write_sentiment(tmp_path / "train.jsonl", 100, seed=0)
+    cfg = make_cfg(
+        "experiment=finetune_classification", f"init_from={ckpt}", "finetune=freeze", "finetune.layers=2",
+        f"data.train_file={tmp_path / 'train.jsonl'}", "data.block_size=64", "data.batch_size=16", "callbacks=minimal",
+        "trainer.max_steps=5", "trainer.val_check_interval=5",
+    )  # fmt: skip
+    train(cfg)
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    frozen = [k for k in base.state_dict() if k.startswith(("blocks.", "wte.", "wpe."))]
+    assert all(torch.equal(state[f"model.backbone.{k}"], base.state_dict()[k]) for k in frozen)
+    assert not torch.equal(state["model.head.weight"], torch.zeros_like(state["model.head.weight"]))
+    assert Tokenizer.load(tmp_path / "run" / "tokenizer.json").sha256() == tokenizer.sha256()

@@ -61,7 +61,7 @@ def test_an_example_whose_response_does_not_fit_is_dropped(tokenizer):
     assert encode_example(tokenizer, segments_of(row, ChatTemplate()), block_size=8) is None
 
 
-@pytest.mark.parametrize("pos_emb", ["learned", "rope"])
+@pytest.mark.parametrize("pos_emb", ["learned", "rope", "sinusoidal"])
 def test_packed_rows_give_each_example_the_logits_it_has_alone(tokenizer, pos_emb):
     model = tiny_gpt(tokenizer.vocab_size, pos_emb=pos_emb).eval()
     examples = [([5, 6, 7, 8], [6, 7, 8, 9]), ([10, 11, 12], [11, 12, 13]), ([20, 21, 22, 23, 24], [21] * 5)]
@@ -184,3 +184,25 @@ def test_exported_chat_template_renders_like_ours():
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders it
     rendered = env.from_string(chat_template_jinja(template)).render(messages=messages, add_generation_prompt=True)
     assert rendered == template.render_prompt(messages)
+
+
+def test_bert_classifier_mean_pools_the_real_tokens_only():
+    from llmexp.models.bert import BertConfig
+
+    torch.manual_seed(0)
+    bert = BertConfig(vocab_size=60, n_layer=2, n_head=2, n_embd=32, max_seq_len=32, dropout=0.0).build()
+    classifier = SequenceClassifier(bert, num_labels=2).eval()
+    with torch.no_grad():
+        short = classifier(torch.tensor([[5, 6, 7]]), torch.tensor([3]))
+        padded = classifier(torch.tensor([[5, 6, 7, 1, 1]]), torch.tensor([3]))
+    torch.testing.assert_close(short, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_freeze_works_on_bert_layers():
+    from llmexp.models.bert import BertConfig
+
+    bert = Freeze(layers=1).apply(BertConfig(vocab_size=60, n_layer=2, n_head=2, n_embd=32, max_seq_len=32).build())
+    frozen = {n.split(".")[0] for n, p in bert.named_parameters() if not p.requires_grad}
+    assert {"wte", "wpe", "wtt", "norm_emb"} <= frozen
+    assert all(not p.requires_grad for p in bert.layers[0].parameters())
+    assert all(p.requires_grad for p in bert.layers[1].parameters())
