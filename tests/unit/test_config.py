@@ -24,6 +24,11 @@ REQUIRED = {
     ("data", "text_files"): ["data.corpus.paths=[README.md]"],
     ("data", "shards"): ["data.path=outputs/prepared/x"],
     ("tokenizer", "pretrained"): [f"tokenizer.path={ASSETS / 'tokenizer.json'}"],
+    ("data", "classification"): ["data.train_file=train.jsonl"],
+    ("data", "sft"): ["data.train_file=train.json"],
+    ("experiment", "finetune_classification"): ["data.train_file=train.jsonl"],
+    ("experiment", "sft"): ["data.train_file=train.json"],
+    ("experiment", "continued_pretraining"): ["data.corpus.paths=[README.md]"],
 }
 
 

@@ -3,11 +3,12 @@
 from omegaconf import DictConfig
 
 from llmexp.cli.app import run_app
-from llmexp.models.hf import export_checkpoint
+from llmexp.finetune.export import export_with_generation_config
+from llmexp.models.generation import SamplingConfig
 
 
 def export(cfg: DictConfig) -> None:
-    out = export_checkpoint(cfg.ckpt_path, cfg.out)
+    out = export_with_generation_config(cfg.ckpt_path, cfg.out, SamplingConfig(**cfg.generation))
     print(f"Exported {cfg.ckpt_path} to {out} (load with transformers' AutoModel*.from_pretrained)")
 
 
