@@ -5,7 +5,7 @@ from llmexp.training.run import train
 
 
 def main() -> None:
-    run_app("train", train)
+    run_app("train", train, preflight=True)
 
 
 if __name__ == "__main__":
