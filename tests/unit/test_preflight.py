@@ -82,7 +82,7 @@ def test_named_gpus_use_the_datasheet_and_unknown_names_are_refused():
     h100 = resolve_hardware("h100", "bf16-mixed")
     assert h100.memory_bytes == 80 * GIB and h100.peak_flops > 1e14 and h100.is_gpu
     assert resolve_hardware("a100-40gb", "bf16-mixed").memory_bytes == 40 * GIB
-    with pytest.raises(ConfigError, match=r"preflight.device=h1000: unknown device; choose auto, cpu or one of: .*h100"):
+    with pytest.raises(ConfigError, match=r"preflight.device=h1000: unknown device; choose .*h100"):
         resolve_hardware("h1000", "bf16-mixed")
 
 
