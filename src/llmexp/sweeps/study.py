@@ -6,8 +6,10 @@ pruned): `++sweep.trial`, `++sweep.storage` and `++sweep.study`. Trial number N 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,11 +67,11 @@ def recover(study: optuna.Study, sweep_dir: Path, monitor: str) -> list[dict[str
         final = run_dir / "final_metrics.json"
         if final.is_file():
             value = _monitored(json.loads(final.read_text()), monitor)
-            study.tell(trial.number, value)
+            _settle(study, trial.number, value)
             log.info("trial %d had finished (%s=%.4f); not re-run", trial.number, monitor, value)
             continue
         study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-        study.tell(trial.number, state=TrialState.FAIL)
+        _settle(study, trial.number, state=TrialState.FAIL)
         last = run_dir / "checkpoints" / "last.ckpt"
         rerun.append({"params": dict(trial.params), "ckpt": str(last) if last.is_file() else None})
         log.info(
@@ -97,6 +99,16 @@ def _trial_overrides(trial: optuna.Trial, base: Sequence[str], url: str, name: s
     return overrides
 
 
+def _settle(study: optuna.Study, trial: optuna.Trial | int, *args: Any, **kwargs: Any) -> None:
+    """study.tell; the grid sampler's request to stop after its last point (it raises outside a callback) is moot
+    here, since the loop ends by itself when the grid is covered."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as err:
+        if "Study.stop" not in str(err):
+            raise
+
+
 def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, monitor: str) -> Exception | None:
     """Record one finished job; a trial the job already settled (pruned) is left as it is."""
     if study._storage.get_trial(trial._trial_id).state.is_finished():
@@ -104,11 +116,11 @@ def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, monitor: str
     try:
         value = _monitored(ret.return_value, monitor)
     except Exception as err:  # the job failed (return_value re-raises its exception) or returned no number
-        study.tell(trial, state=TrialState.FAIL)
         study._storage.set_trial_system_attr(trial._trial_id, "error", f"{type(err).__name__}: {err}"[:500])
+        _settle(study, trial, state=TrialState.FAIL)
         log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, str(err).splitlines()[0][:300])
         return err
-    study.tell(trial, value)
+    _settle(study, trial, value)
     return None
 
 
@@ -138,6 +150,10 @@ def run_study(impl: Any, arguments: list[str]) -> None:
     distributions, fixed = create_params_from_overrides([*impl._parse_sweeper_params_config(), *arguments])
     for name in fixed:
         distributions.pop(name, None)
+    if isinstance(impl.sampler, functools.partial) and impl.sampler.func is optuna.samplers.GridSampler:
+        grid = {n: impl._to_grid_sampler_choices(d) for n, d in distributions.items()}
+        impl.sampler = impl.sampler(grid)
+        impl.n_trials = min(impl.n_trials, math.prod(len(v) for v in grid.values()))
     sweep_dir = Path(str(impl.config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     url, name = study_location(sweep_dir, impl.storage, impl.study_name)
