@@ -110,17 +110,18 @@ def _settle(study: optuna.Study, trial: optuna.Trial | int, *args: Any, **kwargs
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, monitor: str) -> Exception | None:
-    """Record one finished job; a trial the job already settled (pruned) is left as it is."""
+    """Record one finished job; a trial the job already settled (pruned) is left as it is. `study` must be freshly
+    loaded: a study's cache does not see what the job wrote to the storage of the trials it asked for itself."""
     if study._storage.get_trial(trial._trial_id).state.is_finished():
         return None
     try:
         value = _monitored(ret.return_value, monitor)
     except Exception as err:  # the job failed (return_value re-raises its exception) or returned no number
         study._storage.set_trial_system_attr(trial._trial_id, "error", f"{type(err).__name__}: {err}"[:500])
-        _settle(study, trial, state=TrialState.FAIL)
+        _settle(study, trial.number, state=TrialState.FAIL)
         log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, str(err).splitlines()[0][:300])
         return err
-    _settle(study, trial, value)
+    _settle(study, trial.number, value)
     return None
 
 
@@ -171,6 +172,7 @@ def run_study(impl: Any, arguments: list[str]) -> None:
         base = impl._configure_trials(trials, distributions, fixed)
         overrides = [_trial_overrides(t, b, url, name, rerun) for t, b in zip(trials, base, strict=True)]
         returns = impl.launcher.launch(overrides, initial_job_idx=trials[0].number)
+        study = optuna.load_study(study_name=name, storage=url, sampler=impl.sampler)
         failures = [e for t, r in zip(trials, returns, strict=True) if (e := _tell(study, t, r, monitor))]
         write_trials(study, sweep_dir)
         to_go -= len(trials)
