@@ -84,9 +84,9 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, cache_dir):
     sweep = tmp_path / "outputs/sweeps/k"
-    args = ("hparams_search=optuna", "sweep.name=k", "hydra.sweeper.n_trials=3", "trainer.max_steps=40")
+    args = ("hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.max_steps=40")
     proc = subprocess.Popen(
-        _command(*args),
+        _command(*args, "sweep.name=k"),
         env=_env(cache_dir),
         cwd=tmp_path,
         start_new_session=True,
@@ -107,7 +107,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, cach
         optuna.trial.TrialState.RUNNING,
     ]
 
-    result = _sweep(tmp_path, cache_dir, *args, f"sweep.resume={sweep}")
+    result = _sweep(tmp_path, cache_dir, *args, f"sweep.resume={sweep}")  # a new sweep.name: the folder decides
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 trial(s) finished, 2 to go" in result.stderr
     trials = _study(sweep).trials

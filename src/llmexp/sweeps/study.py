@@ -88,8 +88,12 @@ def finished_trials(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=done) if not t.user_attrs.get(INTERRUPTED))
 
 
-def _trial_overrides(trial: optuna.Trial, base: Sequence[str], url: str, name: str, rerun: list[dict]) -> list[str]:
+def _trial_overrides(
+    trial: optuna.Trial, base: Sequence[str], url: str, name: str, rerun: list[dict], folder: Path | None
+) -> list[str]:
     overrides = [*base, f"++sweep.trial={trial.number}", f"++sweep.storage='{url}'", f"++sweep.study='{name}'"]
+    if folder is not None:  # resumed: each job's config is composed anew, and must land in the old folder
+        overrides.append(f"hydra.sweep.dir='{folder}'")
     fixed = trial.system_attrs.get("fixed_params")
     match = next((r for r in rerun if fixed is not None and r["params"] == fixed), None)
     if match is not None:
@@ -170,7 +174,8 @@ def run_study(impl: Any, arguments: list[str]) -> None:
     while to_go > 0:
         trials = [study.ask() for _ in range(min(to_go, impl.n_jobs))]
         base = impl._configure_trials(trials, distributions, fixed)
-        overrides = [_trial_overrides(t, b, url, name, rerun) for t, b in zip(trials, base, strict=True)]
+        folder = sweep_dir if (impl.config.get("sweep") or {}).get("resume") else None
+        overrides = [_trial_overrides(t, b, url, name, rerun, folder) for t, b in zip(trials, base, strict=True)]
         returns = impl.launcher.launch(overrides, initial_job_idx=trials[0].number)
         study = optuna.load_study(study_name=name, storage=url, sampler=impl.sampler)
         failures = [e for t, r in zip(trials, returns, strict=True) if (e := _tell(study, t, r, monitor))]
