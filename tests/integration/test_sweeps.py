@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from llmexp.preflight import run_preflight
+from llmexp.tracking.wandb_offline import read_offline_run
 
 SMALL = (
     "experiment=smoke",
@@ -62,7 +63,7 @@ def test_preflight_runs_one_tiny_step_of_the_first_trial(cache_dir, monkeypatch)
 
 
 @pytest.mark.slow
-def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on_in_one_wandb_group(tmp_path, cache_dir):
     result = _sweep(
         tmp_path,
         cache_dir,
@@ -71,6 +72,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
         "hydra/sweeper/sampler=grid",
         "~hydra.sweeper.params",
         "data.block_size=choice(64,512)",  # 512 exceeds gpt_tiny's context: that trial fails
+        "logger=wandb",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {
@@ -79,6 +81,10 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, cache_dir):
     assert rows[512]["state"] == "fail" and "data.block_size=512 exceeds model.max_seq_len=256" in rows[512]["error"]
     assert rows[64]["state"] == "complete" and rows[64]["value"] > 0
     assert (Path(rows[64]["run_dir"]) / "final_metrics.json").is_file()
+    (offline,) = (Path(rows[64]["run_dir"]) / "wandb").glob("offline-run-*")
+    run = read_offline_run(offline)
+    assert run.group == "s" and "data.block_size=64" in run.tags  # the sweep's group, tagged with the overrides
+    assert not [t for t in run.tags if "sweep." in t or "hydra" in t]
 
 
 @pytest.mark.slow
