@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STUDY_FILE = "optuna.db"
 TRIALS_FILE = "trials.json"
+BEST_FILE = "best_trial.json"
 INTERRUPTED = "interrupted"
 
 
@@ -186,11 +187,35 @@ def run_study(impl: Any, arguments: list[str]) -> None:
                 f"{len(failures)} of {len(returns)} trials failed (max_failure_rate={impl.max_failure_rate})"
             ) from failures[0]
     write_trials(study, sweep_dir)
-    _log_best(study)
+    _report_best(study, sweep_dir, monitor)
 
 
-def _log_best(study: optuna.Study) -> None:
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if completed:
-        best = study.best_trial
-        log.info("best trial %d: value %.4f, params %s", best.number, best.value, best.params)
+def best_trial(study: optuna.Study, sweep_dir: Path) -> dict[str, Any] | None:
+    """The best completed trial: number, value, folder, resolved config and the command that re-runs it."""
+    from llmexp.sweeps.rerun import rerun_command
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    best = study.best_trial
+    run_dir = sweep_dir / str(best.number)
+    command = rerun_command(run_dir) if (run_dir / ".hydra" / "overrides.yaml").is_file() else None
+    return {
+        "number": best.number,
+        "value": best.value,
+        "run_dir": str(run_dir),
+        "config": str(run_dir / "config.yaml"),
+        "command": command,
+    }
+
+
+def _report_best(study: optuna.Study, sweep_dir: Path, monitor: str) -> None:
+    best = best_trial(study, sweep_dir)
+    if best is None:
+        log.warning("no trial of the sweep completed")
+        return
+    (sweep_dir / BEST_FILE).write_text(json.dumps(best, indent=2))
+    print(
+        f"Best trial {best['number']} ({monitor}={best['value']:.4f}): {best['run_dir']}\n"
+        f"  config: {best['config']}\n  re-run: {best['command']}",
+        flush=True,
+    )

@@ -1,0 +1,63 @@
+"""The study bookkeeping of resumable sweeps, on a real SQLite study: recovery after a kill, counting, re-run lines."""
+
+import json
+
+import optuna
+import pytest
+from optuna.distributions import UniformDistribution
+from optuna.trial import TrialState
+
+from llmexp.errors import ConfigError
+from llmexp.sweeps.rerun import rerun_command
+from llmexp.sweeps.study import apply_resume, finished_trials, recover
+
+
+@pytest.fixture
+def study(tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def test_a_killed_sweeps_running_trials_are_settled_from_their_folders(study, tmp_path):
+    trials = [study.ask({"lr": UniformDistribution(0.0, 1.0)}) for _ in range(3)]
+    study.tell(trials[0], 0.5)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "final_metrics.json").write_text(json.dumps({"val/loss": 1.25, "step": 10}))
+    (tmp_path / "2" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "2" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+
+    rerun = recover(study, tmp_path, "val/loss")
+
+    settled = study.get_trials()
+    assert [t.state for t in settled] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert settled[1].value == 1.25  # finished before the kill: its result is kept, it is not re-run
+    assert settled[2].user_attrs["interrupted"] is True
+    assert rerun == [{"params": settled[2].params, "ckpt": str(tmp_path / "2" / "checkpoints" / "last.ckpt")}]
+    assert finished_trials(study) == 2  # the interrupted trial does not count against n_trials
+
+
+def test_resume_needs_a_folder_holding_a_study(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"sweep": {"resume": str(tmp_path)}, "hydra": {"sweep": {"dir": "elsewhere"}}})
+    with pytest.raises(ConfigError, match=r"sweep.resume=.*: no optuna.db there"):
+        apply_resume(cfg)
+    (tmp_path / "optuna.db").write_bytes(b"")
+    apply_resume(cfg)
+    assert cfg.hydra.sweep.dir == str(tmp_path.resolve())
+
+
+def test_rerun_command_keeps_the_trials_overrides_only(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    overrides = [
+        "optimizer.lr=0.0012",
+        "hparams_search=optuna",
+        "model=gpt_tiny",
+        "++sweep.trial=3",
+        "++sweep.storage='sqlite:////x/optuna.db'",
+        "hydra.sweep.dir='/x'",
+        "hydra/launcher=slurm",
+        "data.path=[a b,c]",
+    ]
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
+    assert rerun_command(tmp_path) == "llmexp-train optimizer.lr=0.0012 model=gpt_tiny 'data.path=[a b,c]'"
