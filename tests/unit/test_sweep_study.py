@@ -61,3 +61,22 @@ def test_rerun_command_keeps_the_trials_overrides_only(tmp_path):
     ]
     (tmp_path / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))
     assert rerun_command(tmp_path) == "llmexp-train optimizer.lr=0.0012 model=gpt_tiny 'data.path=[a b,c]'"
+
+
+@pytest.mark.parametrize(
+    ("option", "cls"),
+    [
+        ("median", "MedianPruner"),
+        ("successive_halving", "SuccessiveHalvingPruner"),
+        ("hyperband", "HyperbandPruner"),
+        ("none", "NopPruner"),
+    ],
+)
+def test_every_pruner_option_reaches_the_trials_pruning_callback(make_cfg, option, cls):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("hparams_search=optuna", f"sweep/pruner={option}", "++sweep.trial=4", "++sweep.study=s")
+    callback = instantiate(cfg.callbacks.optuna_pruning)
+    assert type(callback.pruner).__name__ == cls
+    assert (callback.trial_number, callback.study_name, callback.monitor) == (4, "s", "val/loss")
+    assert cfg.hydra.sweeper._target_.endswith("ResumableOptunaSweeper")
