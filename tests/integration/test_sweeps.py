@@ -115,7 +115,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, cach
 
     result = _sweep(tmp_path, cache_dir, *args, f"sweep.resume={sweep}")  # a new sweep.name: the folder decides
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "1 trial(s) finished, 2 to go" in result.stderr
+    assert "1 trial(s) finished, 2 to go" in result.stdout + result.stderr
     trials = _study(sweep).trials
     states = [t.state.name for t in trials]
     assert (sweep / "0/final_metrics.json").stat().st_mtime_ns == first  # trial 0 was not run again
