@@ -21,7 +21,7 @@ from llmexp.config import config_dir
 from llmexp.config.overrides import compose_config, validate_overrides
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import UserError
-from llmexp.preflight.estimate import Estimate, estimate, sharding_of
+from llmexp.preflight.estimate import Estimate, estimate
 from llmexp.preflight.hardware import GIB, Hardware, cpu_memory_bytes, resolve_hardware
 from llmexp.preflight.trials import expand_trials, is_optuna, sweeper_params
 
@@ -121,8 +121,8 @@ def vocab_size_of(cfg: DictConfig) -> int:
 
 
 def _strategy_problem(cfg: DictConfig, choice: str, hardware: Hardware) -> str | None:
-    sharding = sharding_of(cfg.strategy, choice)
-    gpu_only = "deepspeed" in sharding.name.lower() or "FSDPStrategy" in str(cfg.strategy.get("_target_", ""))
+    text = f"{cfg.strategy.get('_target_', '')} {choice}".lower()
+    gpu_only = "deepspeed" in text or ("fsdp" in text and "fsdp2" not in text and "modelparallel" not in text)
     if gpu_only and not hardware.is_gpu:
         return f"strategy={choice} needs CUDA GPUs, but the run is planned for {hardware.name} (preflight.device)"
     return None

@@ -152,7 +152,7 @@ def estimate(cfg: DictConfig, model_config, hardware: Hardware, choice: str, mfu
     b, s = int(cfg.data.batch_size), int(cfg.data.block_size)
     h, layers, vocab = model_config.n_embd, model_config.n_layer, model_config.vocab_size
     per_layer = 34 * s * b * h * a_bytes / 2
-    if getattr(model_config, "gradient_checkpointing", False):
+    if getattr(model_config, "gradient_checkpointing", False) or (cfg.strategy or {}).get("activation_checkpointing"):
         stored = layers * s * b * h * a_bytes + per_layer
     else:
         stored = layers * per_layer

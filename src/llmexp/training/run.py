@@ -24,6 +24,7 @@ from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
+from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
     silence_library_noise()
+    check_hardware(cfg)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None

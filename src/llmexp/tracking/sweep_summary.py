@@ -1,0 +1,153 @@
+"""A multirun's summary: one row per job (its overrides, status and final metrics), best first.
+
+Written as summary.csv and summary.md in the sweep folder by a Hydra callback: after every job (so a sweep that stops
+part-way, or whose launcher dies, still leaves a summary of what finished) and once more when the multirun ends.
+Each job also leaves job_status.json (ok/failed and the error's first line) in its folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from filelock import FileLock
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+STATUS_FILE = "job_status.json"
+METRICS = ("val/loss", "val/ppl", "val/bpb", "train/loss", "step", "seconds")
+
+
+@dataclass
+class JobRow:
+    """One job of a sweep as found on disk."""
+
+    job: str
+    status: str  # ok | failed | running (no result yet)
+    overrides: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+
+def write_job_status(job_dir: Path, status: str, error: str = "") -> None:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / STATUS_FILE).write_text(json.dumps({"status": status, "error": error}))
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    file = job_dir / ".hydra" / "overrides.yaml"
+    items = (yaml.safe_load(file.read_text()) or []) if file.exists() else []
+    return dict(item.lstrip("+~").partition("=")[::2] for item in items)
+
+
+def read_job(job_dir: Path, finished: bool) -> JobRow:
+    """`finished`: the launcher has returned, so a job without a result failed (killed, timed out, lost)."""
+    metrics_file, status_file = job_dir / "final_metrics.json", job_dir / STATUS_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    recorded = json.loads(status_file.read_text()) if status_file.exists() else {}
+    status = recorded.get("status") or ("ok" if metrics else "failed" if finished else "running")
+    return JobRow(job_dir.name, status, _overrides(job_dir), metrics, recorded.get("error", ""))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def rank_jobs(rows: list[JobRow], metric: str, mode: str = "min") -> list[JobRow]:
+    """Best first by `metric`: ok jobs with the metric, then ok jobs without it, then the rest."""
+
+    def key(row: JobRow) -> tuple[int, float]:
+        value = row.metrics.get(metric)
+        if row.status != "ok":
+            return (2, 0.0)
+        if value is None or not math.isfinite(value):
+            return (1, 0.0)
+        return (0, value if mode == "min" else -value)
+
+    return sorted(rows, key=key)
+
+
+def _table(rows: list[JobRow], metric: str) -> tuple[list[str], list[list[str]]]:
+    keys = sorted({k for r in rows for k in r.overrides})
+    varying = [k for k in keys if len({r.overrides.get(k, "") for r in rows}) > 1] or keys
+    metrics = [metric, *(m for m in METRICS if m != metric)]
+    header = ["job", "status", *varying, *metrics, "error"]
+    body = [
+        [
+            r.job,
+            r.status,
+            *(r.overrides.get(k, "") for k in varying),
+            *(f"{r.metrics[m]:.6g}" if m in r.metrics else "" for m in metrics),
+            r.error,
+        ]
+        for r in rows
+    ]
+    return header, body
+
+
+def write_summary(sweep_dir: str | Path, metric: str = "val/loss", mode: str = "min", finished: bool = False) -> Path:
+    """Write summary.csv and summary.md (best first) in `sweep_dir`; return the csv's path."""
+    sweep_dir = Path(sweep_dir)
+    rows = rank_jobs([read_job(d, finished) for d in job_dirs(sweep_dir)], metric, mode)
+    header, body = _table(rows, metric)
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *body])
+    done = sum(r.status == "ok" for r in rows)
+    lines = [
+        f"# Sweep summary: {sweep_dir}",
+        "",
+        f"{done} of {len(rows)} jobs ok; best first by {metric} ({mode}).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body),
+    ]
+    with FileLock(str(sweep_dir / ".summary.lock")):
+        for name, content in (("summary.csv", text.getvalue()), ("summary.md", "\n".join(lines) + "\n")):
+            partial = sweep_dir / f".{name}.{os.getpid()}"
+            partial.write_text(content)
+            partial.replace(sweep_dir / name)
+    return sweep_dir / "summary.csv"
+
+
+class SweepSummary(Callback):
+    """Hydra callback (conf/hydra/default.yaml): job status after each job, the sweep summary after each job and at
+    the end of the multirun. Does nothing for single runs."""
+
+    def __init__(self, metric: str = "val/loss", mode: str = "min"):
+        self.metric, self.mode = metric, mode
+
+    @staticmethod
+    def _is_multirun(config: DictConfig) -> bool:
+        return str(config.hydra.get("mode")) == "RunMode.MULTIRUN"
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not self._is_multirun(config) or _rank() != 0:
+            return
+        job_dir = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.COMPLETED:
+            write_job_status(job_dir, "ok")
+        else:
+            error = job_return._return_value
+            write_job_status(job_dir, "failed", f"{type(error).__name__}: {str(error).strip()[:200]}".splitlines()[0])
+        write_summary(config.hydra.sweep.dir, self.metric, self.mode)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            path = write_summary(sweep_dir, self.metric, self.mode, finished=True)
+            print(f"Sweep summary: {path} and {path.with_suffix('.md')}")
+
+
+def _rank() -> int:
+    """Only one process of a multi-process job writes (SLURM tasks and Lightning's ranks share the job folder)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", os.environ.get("LOCAL_RANK", "0"))))
