@@ -81,6 +81,8 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on_in_one_wandb_group(tm
     assert rows[512]["state"] == "fail" and "data.block_size=512 exceeds model.max_seq_len=256" in rows[512]["error"]
     assert rows[64]["state"] == "complete" and rows[64]["value"] > 0
     assert (Path(rows[64]["run_dir"]) / "final_metrics.json").is_file()
+    summary = (tmp_path / "outputs/sweeps/s/summary.md").read_text()
+    assert "1 of 2 jobs ok" in summary and "failed" in summary and "exceeds model.max_seq_len" in summary
     (offline,) = (Path(rows[64]["run_dir"]) / "wandb").glob("offline-run-*")
     run = read_offline_run(offline)
     assert run.group == "s" and "data.block_size=64" in run.tags  # the sweep's group, tagged with the overrides
@@ -148,4 +150,6 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_study(tmp_path, cache_di
     assert best["number"] == 0 and best["config"] == str(sweep / "0/config.yaml")
     assert best["command"].startswith("llmexp-train experiment=smoke") and "optimizer.lr=3e-3" in best["command"]
     assert "sweep." not in best["command"] and "hparams_search" not in best["command"]
-    assert f"re-run: {best['command']}" in bad.stdout
+    summary = (sweep / "summary.md").read_text()
+    assert "| 1 | pruned |" in summary and "| 0 | ok |" in summary
+    assert f"Re-run: `{best['command']}`" in summary and f"Re-run: `{best['command']}`" in bad.stdout

@@ -214,8 +214,4 @@ def _report_best(study: optuna.Study, sweep_dir: Path, monitor: str) -> None:
         log.warning("no trial of the sweep completed")
         return
     (sweep_dir / BEST_FILE).write_text(json.dumps(best, indent=2))
-    print(
-        f"Best trial {best['number']} ({monitor}={best['value']:.4f}): {best['run_dir']}\n"
-        f"  config: {best['config']}\n  re-run: {best['command']}",
-        flush=True,
-    )
+    log.info("best trial %d (%s=%.4f); re-run: %s", best["number"], monitor, best["value"], best["command"])
