@@ -1,0 +1,80 @@
+"""An Optuna sweep whose trials are 2-task DDP jobs on the local SLURM cluster (slurm/local_cluster.sh)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from llmexp.tracking.wandb_offline import read_offline_run
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "slurm" / "local_cluster.sh"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.distributed]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """The machine's one SLURM cluster: reused when it runs; started (and stopped afterwards) when it does not."""
+    if os.geteuid() != 0 or shutil.which("bash") is None:
+        pytest.skip("the local SLURM cluster needs root")
+    running = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True).returncode == 0
+    if not running:
+        started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
+        if started.returncode != 0:
+            pytest.skip(f"could not start the local SLURM cluster: {started.stderr.strip()[-300:]}")
+    yield
+    if not running:
+        subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
+
+
+def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, tmp_path, cache_dir):
+    sweep = tmp_path / "outputs/sweeps/ddp"
+    env = {**os.environ, "LLMEXP_CACHE_DIR": str(cache_dir), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    command = [
+        sys.executable,
+        "-m",
+        "llmexp.cli.train",
+        "-m",
+        "hparams_search=optuna",
+        "sweep.name=ddp",
+        "hydra/launcher=slurm",
+        "hydra.launcher.tasks_per_node=2",
+        "hydra.launcher.timeout_min=20",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/sweeper/sampler=grid",
+        "~hydra.sweeper.params",
+        "optimizer.lr=choice(1e-3,3e-3)",
+        "strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "experiment=smoke",
+        "callbacks=minimal",
+        "logger=wandb",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "scheduler.warmup_steps=2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+
+    storage = f"sqlite:///{sweep}/optuna.db"
+    trials = optuna.load_study(study_name="ddp", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(sorted(t.intermediate_values) == [3, 6] for t in trials)  # reported from the job through the storage
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1"]
+    for trial in trials:
+        job = sweep / str(trial.number)
+        assert json.loads((job / "final_metrics.json").read_text())["step"] == 6
+        (offline,) = (job / "wandb").glob("offline-run-*")  # one logger run for both ranks
+        assert read_offline_run(offline).group == "ddp"
+    second_ranks = [p for p in (sweep / ".submitit").rglob("*_log.*") if "MEMBER: 2/2" in p.read_text()]
+    assert len(second_ranks) == 2  # each job ran its second DDP rank as a second SLURM task
+    summary = (sweep / "summary.md").read_text()
+    assert "2 of 2 jobs ok" in summary and "Re-run: `llmexp-train" in summary
