@@ -81,7 +81,10 @@ def test_gradient_checkpointing_shrinks_activations(make_cfg):
 def test_named_gpus_use_the_datasheet_and_unknown_names_are_refused():
     h100 = resolve_hardware("h100", "bf16-mixed")
     assert h100.memory_bytes == 80 * GIB and h100.peak_flops > 1e14 and h100.is_gpu
-    assert resolve_hardware("a100-40gb", "bf16-mixed").memory_bytes == 40 * GIB
+    a100 = resolve_hardware("a100-40gb", "bf16-mixed")
+    assert a100.memory_bytes == 40 * GIB and a100.peak_flops == 312e12  # A100 datasheet, bf16 dense
+    assert resolve_hardware("a100", "auto").peak_flops == 312e12  # auto precision is bf16-mixed on a GPU
+    assert resolve_hardware("a100", "32-true").peak_flops == 19.5e12
     with pytest.raises(ConfigError, match=r"preflight.device=h1000: unknown device; choose .*h100"):
         resolve_hardware("h1000", "bf16-mixed")
 

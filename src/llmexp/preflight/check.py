@@ -206,7 +206,7 @@ def run_preflight(config_name: str, overrides: Sequence[str], tiny_step: bool = 
         hardware_cache: dict = {}
         trials = [check_trial(config_name, t, workdir, hardware_cache) for t in trial_lists]
         report = PreflightReport(trials, next(iter(hardware_cache.values()), None), coverage)
-        if not tiny_step:
+        if not tiny_step or not base.preflight.get("tiny_step", True):
             return report
         if not report.ok:
             report.tiny_step = "skipped (fix the trials above first)"

@@ -59,7 +59,9 @@ class Estimate:
 
     def memory_text(self) -> str:
         parts = (self.weights, self.grads, self.optimizer, self.activations)
-        return f"{self.memory / GIB:.2f} GiB (w {' / '.join(f'{p / GIB:.2f}' for p in parts)} w/g/o/a)"
+        unit, scale = ("GiB", GIB) if self.memory >= GIB else ("MiB", 1024**2)
+        split = " / ".join(f"{p / scale:.2f}" for p in parts)
+        return f"{self.memory / scale:.2f} {unit} (weights/grads/optimizer/activations {split})"
 
 
 def sharding_of(strategy: DictConfig, choice: str) -> Sharding:

@@ -64,10 +64,9 @@ def known_devices() -> list[str]:
 
 
 def _gpu_peak(key: str, precision: str | int) -> float:
-    dtype = compute_dtype(precision)
+    """Datasheet peak at the run's compute dtype; precision `auto` means bf16-mixed on a GPU (as in training)."""
+    dtype = compute_dtype("bf16-mixed" if str(precision) == "auto" else precision)
     table = _CUDA_FLOPS[key]
-    if dtype == torch.float32:
-        return float(table.get("tf32", table[torch.float32]))
     return float(table.get(dtype, table.get(torch.float16, table[torch.float32])))
 
 
