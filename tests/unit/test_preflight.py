@@ -104,3 +104,14 @@ def test_preflight_names_the_invalid_and_the_oversized_trial(cache_dir, monkeypa
     too_big = problems[" ".join([*TINY[:3], "model.n_head=2", "data.batch_size=65536", "preflight.device=l4"])]
     assert too_big.startswith("does not fit:") and "of l4" in too_big
     assert "pre-flight FAILED" in report.text() and "PROBLEM: invalid: model.n_embd=32" in report.text()
+
+
+def test_shipped_strategies_shard_as_planned_and_gpu_only_ones_are_refused_on_a_cpu(cache_dir, monkeypatch):
+    monkeypatch.setenv("LLMEXP_CACHE_DIR", str(cache_dir))
+    plan = [*TINY, "trainer.devices=8", "trainer.precision=32-true", "preflight.device=h100"]
+    report = run_preflight("train", [*plan, "strategy=ddp,deepspeed_zero3,fsdp2"], tiny_step=False)
+    ddp, zero3, fsdp2 = (t.estimate for t in report.trials)
+    assert report.ok and ddp.world_size == 8
+    assert zero3.grads == pytest.approx(ddp.grads / 8) and fsdp2.weights == pytest.approx(ddp.weights / 8)
+    refused = run_preflight("train", [*TINY, "strategy=fsdp", "preflight.device=cpu"], tiny_step=False)
+    assert refused.trials[0].problem.startswith("strategy=fsdp needs CUDA GPUs")
