@@ -148,7 +148,7 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_study(tmp_path, cache_di
     assert json.loads((sweep / "1/final_metrics.json").read_text())["step"] == 5  # it stopped at the pruning point
     best = json.loads((sweep / "best_trial.json").read_text())
     assert best["number"] == 0 and best["config"] == str(sweep / "0/config.yaml")
-    assert best["command"].startswith("llmexp-train experiment=smoke") and "optimizer.lr=3e-3" in best["command"]
+    assert best["command"].startswith("llmexp-train experiment=smoke") and "optimizer.lr=0.003" in best["command"]
     assert "sweep." not in best["command"] and "hparams_search" not in best["command"]
     summary = (sweep / "summary.md").read_text()
     assert "| 1 | pruned |" in summary and "| 0 | ok |" in summary
