@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -78,3 +79,44 @@ def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, 
     assert len(second_ranks) == 2  # each job ran its second DDP rank as a second SLURM task
     summary = (sweep / "summary.md").read_text()
     assert "2 of 2 jobs ok" in summary and "Re-run: `llmexp-train" in summary
+
+
+def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path, cache_dir):
+    sweep = tmp_path / "outputs/sweeps/pre"
+    env = {**os.environ, "LLMEXP_CACHE_DIR": str(cache_dir)}
+    command = [
+        sys.executable,
+        "-m",
+        "llmexp.cli.train",
+        "-m",
+        "hparams_search=optuna",
+        "sweep.name=pre",
+        "hydra/launcher=slurm",
+        "hydra.sweeper.n_trials=1",
+        "~hydra.sweeper.params",
+        "experiment=smoke",
+        "callbacks=minimal",
+        "logger=csv",
+        "trainer.max_steps=300",
+        "trainer.val_check_interval=20",
+        "scheduler.warmup_steps=2",
+    ]
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 900
+        while not (sweep / "0" / "checkpoints" / "last.ckpt").exists():
+            assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:] if proc.stdout else ""
+            time.sleep(0.5)
+        (job,) = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()]
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)  # what SLURM sends before preemption/time limit
+        output, _ = proc.communicate(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+    trial = optuna.load_study(study_name="pre", storage=f"sqlite:///{sweep}/optuna.db").trials[0]
+    assert trial.state.name == "COMPLETE"
+    assert json.loads((sweep / "0" / "final_metrics.json").read_text())["step"] == 300
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
+    assert "before submitit requeues the job" in logs and "hpc_ckpt_1.ckpt" in logs
+    assert "Restoring states from the checkpoint path" in logs or "Restored all states" in logs
