@@ -136,9 +136,8 @@ def test_multirun_through_the_submitit_slurm_launcher_runs_four_jobs_and_writes_
     with open(sweep / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    assert {(r["optimizer.lr"], r["data.batch_size"]) for r in rows} == {
-        (lr, bs) for lr in ("1e-3", "3e-3") for bs in ("4", "8")
-    }
+    grid = {(float(r["optimizer.lr"]), int(r["data.batch_size"])) for r in rows}
+    assert grid == {(lr, bs) for lr in (1e-3, 3e-3) for bs in (4, 8)}
     losses = [float(r["val/loss"]) for r in rows]
     assert losses == sorted(losses)  # best first
     for row in rows:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -137,8 +138,7 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.COMPLETED:
             write_job_status(job_dir, "ok")
         else:
-            error = job_return._return_value
-            write_job_status(job_dir, "failed", f"{type(error).__name__}: {str(error).strip()[:200]}".splitlines()[0])
+            write_job_status(job_dir, "failed", describe_error(job_return._return_value))
         write_summary(config.hydra.sweep.dir, self.metric, self.mode)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -146,6 +146,14 @@ class SweepSummary(Callback):
         if sweep_dir.is_dir():
             path = write_summary(sweep_dir, self.metric, self.mode, finished=True)
             print(f"Sweep summary: {path} and {path.with_suffix('.md')}")
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: the root cause (Hydra wraps errors raised while instantiating a target) and its first line."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
 def _rank() -> int:
