@@ -55,11 +55,13 @@ write_conf() {
   cpus="$(nproc)"
   mem_mib=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10))
   mkdir -p /etc/slurm "$STATE_DIR/state" "$STATE_DIR/slurmd"
-  cat >"$CONF" <<EOF
+  cat >"$CONF.new" <<EOF
 $MARKER
 ClusterName=local
 SlurmctldHost=$HOST
 AuthType=auth/munge
+# How long a requeued job waits before it may start again (default 120 s); short, so preemption tests run quickly.
+AuthInfo=cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -80,6 +82,11 @@ SlurmdLogFile=$STATE_DIR/slurmd.log
 NodeName=$HOST CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
+  if cmp -s "$CONF.new" "$CONF"; then
+    rm -f "$CONF.new"
+    return 1  # unchanged
+  fi
+  mv "$CONF.new" "$CONF"
 }
 
 wait_idle() {
@@ -102,13 +109,17 @@ start() {
   flock 9
   if responding && [[ -n "$(node_state)" ]]; then
     log "reusing the running cluster"
+    if grep -qF "$MARKER" "$CONF" && write_conf; then
+      log "configuration changed: scontrol reconfigure"
+      scontrol reconfigure
+    fi
     wait_idle
     return 0
   fi
   install_packages
   mkdir -p "$STATE_DIR"
   start_munge
-  write_conf
+  write_conf || true
   # The daemons must not inherit the lock (fd 9), or the next start/stop waits for them forever.
   alive "$STATE_DIR/slurmctld.pid" || slurmctld 9>&-
   alive "$STATE_DIR/slurmd.pid" || slurmd 9>&-

@@ -1,6 +1,8 @@
 """Test-only callbacks for multi-process runs, importable by `_target_` (tests/ is on PYTHONPATH in child processes)."""
 
 import json
+import os
+import time
 
 import lightning as L
 
@@ -16,10 +18,25 @@ class RecordGlobalLoss(L.Callback):
         loss = trainer.strategy.reduce(outputs["loss"].detach().float().clone(), reduce_op="mean")
         if trainer.is_global_zero:
             with open(self.path, "a") as handle:
-                handle.write(json.dumps({"step": trainer.global_step - 1, "loss": float(loss)}) + "\n")
+                row = {"step": trainer.global_step - 1, "loss": float(loss)}
+                row["restart"] = int(os.environ.get("SLURM_RESTART_COUNT", 0))  # which run of a requeued job
+                handle.write(json.dumps(row) + "\n")
+
+
+def read_rows(path) -> list[dict]:
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
 
 
 def read_losses(path) -> dict[int, float]:
-    with open(path) as handle:
-        rows = [json.loads(line) for line in handle]
-    return {row["step"]: row["loss"] for row in rows}
+    return {row["step"]: row["loss"] for row in read_rows(path)}
+
+
+class SlowSteps(L.Callback):
+    """Sleep after every training step: makes a tiny run last long enough to be signalled part-way."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(self.seconds)

@@ -163,3 +163,8 @@ def test_command_line_refuses_a_gpu_strategy_with_one_line(tmp_path):
         "devices); on CPU use strategy=single, strategy=ddp or strategy=fsdp2"
     )
     assert not (tmp_path / "cache").exists()  # refused before any data work
+
+
+def test_fsdp2_refuses_fp16_amp_in_one_line(make_cfg, pretend_gpu):
+    with pytest.raises(ConfigError, match=r"^trainer.precision=16-mixed is not supported by strategy=fsdp2 .*bf16"):
+        check_hardware(make_cfg("experiment=smoke", "strategy=fsdp2", "trainer.precision=16-mixed"))

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -175,8 +176,7 @@ class SweepSummary(Callback):
         if job_return.status == JobStatus.COMPLETED:
             write_job_status(job_dir, "ok")
         else:
-            error = job_return._return_value
-            write_job_status(job_dir, "failed", f"{type(error).__name__}: {str(error).strip()[:200]}".splitlines()[0])
+            write_job_status(job_dir, "failed", describe_error(job_return._return_value))
         write_summary(config.hydra.sweep.dir, self.metric, self.mode)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -187,6 +187,14 @@ class SweepSummary(Callback):
                 line for line in path.with_suffix(".md").read_text().splitlines() if line.startswith(("Best", "Re-run"))
             ]
             print("\n".join([f"Sweep summary: {path} and {path.with_suffix('.md')}", *best]))
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: the root cause (Hydra wraps errors raised while instantiating a target) and its first line."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
 def _rank() -> int:

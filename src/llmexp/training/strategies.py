@@ -216,4 +216,9 @@ def build_strategy(node: DictConfig) -> Strategy | str:
 def check_hardware(cfg: DictConfig) -> None:
     """Fail before any heavy work when the strategy or precision cannot run on this machine."""
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    build_strategy(cfg.strategy)
+    strategy = build_strategy(cfg.strategy)
+    if isinstance(strategy, ModelParallelStrategy) and str(cfg.trainer.precision) in ("16-mixed", "16"):
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} is not supported by strategy=fsdp2 (Lightning's "
+            "ModelParallelStrategy); use bf16-mixed, bf16-true or 32-true"
+        )
