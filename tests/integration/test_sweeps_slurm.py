@@ -2,36 +2,16 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 
 from llmexp.tracking.wandb_offline import read_offline_run
 
-ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = ROOT / "slurm" / "local_cluster.sh"
-
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.distributed]
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """The machine's one SLURM cluster: reused when it runs; started (and stopped afterwards) when it does not."""
-    if os.geteuid() != 0 or shutil.which("bash") is None:
-        pytest.skip("the local SLURM cluster needs root")
-    running = subprocess.run(["bash", str(CLUSTER), "status"], capture_output=True).returncode == 0
-    if not running:
-        started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, timeout=600)
-        if started.returncode != 0:
-            pytest.skip(f"could not start the local SLURM cluster: {started.stderr.strip()[-300:]}")
-    yield
-    if not running:
-        subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=120)
 
 
 def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, tmp_path, cache_dir):
