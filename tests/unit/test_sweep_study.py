@@ -80,3 +80,32 @@ def test_every_pruner_option_reaches_the_trials_pruning_callback(make_cfg, optio
     assert type(callback.pruner).__name__ == cls
     assert (callback.trial_number, callback.study_name, callback.monitor) == (4, "s", "val/loss")
     assert cfg.hydra.sweeper._target_.endswith("ResumableOptunaSweeper")
+
+
+def test_summary_marks_pruned_failed_and_interrupted_trials_and_names_the_best(tmp_path):
+    import csv
+
+    import yaml
+
+    from llmexp.tracking.sweep_summary import write_summary
+
+    trials = []
+    for number, state, loss in ((0, "complete", 5.0), (1, "pruned", 6.2), (2, "fail", None), (3, "complete", 4.5)):
+        job = tmp_path / str(number)
+        (job / ".hydra").mkdir(parents=True)
+        overrides = [f"optimizer.lr={number + 1}e-3", f"++sweep.trial={number}", "++sweep.storage='sqlite:///x'"]
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        if loss is not None:
+            (job / "final_metrics.json").write_text(json.dumps({"val/loss": loss}))
+        error = "RuntimeError: boom" if state == "fail" else None
+        trials.append({"number": number, "state": state, "interrupted": False, "error": error})
+    trials[2]["interrupted"] = True
+    (tmp_path / "trials.json").write_text(json.dumps(trials))
+
+    with open(write_summary(tmp_path, finished=True)) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["job"], r["status"]) for r in rows] == [("3", "ok"), ("0", "ok"), ("1", "pruned"), ("2", "interrupted")]
+    assert not [k for k in rows[0] if k.startswith("sweep.")]  # study bookkeeping is not a column
+    markdown = (tmp_path / "summary.md").read_text()
+    assert f"Best: job 3 (val/loss=4.5), config {tmp_path / '3' / 'config.yaml'}" in markdown
+    assert "Re-run: `llmexp-train optimizer.lr=4e-3`" in markdown
