@@ -11,10 +11,13 @@ from torch import nn
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import CheckpointError
 from llmexp.models import config_from_dict
+from llmexp.training.sharded import read_sharded_metadata
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():  # a sharded folder (fsdp, fsdp2, deepspeed): its metadata; the weights stay with the strategy
+        return read_sharded_metadata(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
     try:
@@ -34,6 +37,8 @@ def tokenizer_from_checkpoint(checkpoint: dict[str, Any]) -> Tokenizer:
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """The bare model with the checkpoint's weights (the task's `model.` prefix stripped)."""
+    if "state_dict" not in checkpoint:
+        raise CheckpointError("a sharded checkpoint folder holds no single state_dict; run llmexp-convert on it first")
     model = config_from_dict(checkpoint["llmexp"]["model_config"]).build()
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

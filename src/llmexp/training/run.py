@@ -25,6 +25,8 @@ from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
 from llmexp.training.init_from import load_initial_weights
 from llmexp.training.quiet import silence_library_noise
+from llmexp.training.requeue import forget_requeue_checkpoints
+from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
     silence_library_noise()
+    check_hardware(cfg)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
@@ -115,6 +118,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tune_batch_size(cfg, task, datamodule)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
         if cfg.eval.final_validation:
             trainer.limit_val_batches = cfg.eval.limit_batches if cfg.eval.limit_batches is not None else 1.0
@@ -128,6 +132,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         last = run_dir / "checkpoints" / "last.ckpt"
         print(f"\nRun folder: {run_dir}")
-        if last.exists():
+        if last.is_dir():  # sharded (fsdp, fsdp2, deepspeed): one file first
+            print(f"Consolidate: llmexp-convert ckpt_path={last}")
+        elif last.exists():
             print(f'Generate: llmexp-generate ckpt_path={last} prompt="The for statement"')
     return metrics

@@ -8,6 +8,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
+from llmexp.training.strategies import build_strategy, check_precision
+
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:
     """'auto': bf16-mixed on a GPU that supports it, else full fp32 (bf16 on CPUs without AMX is ~100x slower)."""
@@ -25,11 +27,12 @@ def instantiate_dict(group: DictConfig | None) -> list:
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     return instantiate(
         cfg.trainer,
-        strategy=instantiate(cfg.strategy),
+        strategy=build_strategy(cfg.strategy),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         callbacks=callbacks,
         logger=loggers or False,
