@@ -57,8 +57,9 @@ class LogLikelihoodScorer:
                 ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
             logprobs = F.log_softmax(self.model(ids).float(), dim=-1)
             for row, index in enumerate(chunk):
-                continuation = pairs[index][1]
                 end = len(inputs[row])
+                # A continuation longer than the context window is scored on the tokens that fit.
+                continuation = pairs[index][1][-end:]
                 window = logprobs[row, end - len(continuation) : end]
                 target = torch.tensor(continuation, dtype=torch.long, device=self.device)
                 greedy = bool((window.argmax(dim=-1) == target).all())
