@@ -199,7 +199,7 @@ def test_multiple_choice_accuracy_equals_lm_eval(tmp_path, shared_data, monkeypa
 
 
 @pytest.mark.slow
-def test_periodic_eval_logs_eval_metrics_during_training(make_cfg, tmp_path):
+def test_eval_during_and_after_training_is_logged(make_cfg, tmp_path):
     data = benchmark_dir(tmp_path / "benchmarks")
     train(
         make_cfg(
@@ -211,10 +211,16 @@ def test_periodic_eval_logs_eval_metrics_during_training(make_cfg, tmp_path):
             "callbacks.periodic_eval.tasks=[heldout,piqa]",
             f"callbacks.periodic_eval.data_dir={data}",
             "callbacks.periodic_eval.perplexity_max_documents=5",
+            "eval=multiple_choice",
+            "eval.tasks=[piqa]",
+            f"eval.data_dir={data}",
         )
     )
     series = read_metrics_csv(tmp_path / "run" / "metrics.csv")
-    assert [step for step, _ in series["eval/piqa/acc"]] == [10, 20]
+    # Every 10 steps from the callback, then once more at the end from eval=multiple_choice.
+    assert [step for step, _ in series["eval/piqa/acc"]] == [10, 20, 20]
     assert [step for step, _ in series["eval/heldout/ppl"]] == [10, 20]
     ppl = [value for _, value in series["eval/heldout/ppl"]]
     assert ppl[1] < ppl[0] < 512  # learning lowers held-out perplexity; both below the uniform 512-token guess
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert final["eval/piqa/acc"] == series["eval/piqa/acc"][1][1]  # same model at step 20, same score

@@ -20,6 +20,9 @@ from llmexp.evaluation.tasks import TaskSpec, get_task, load_examples
 
 log = logging.getLogger(__name__)
 
+# Keys of the train-time options (eval=val / none) that experiments set and the task suite ignores.
+TRAIN_TIME_KEYS = ("final_validation", "limit_batches")
+
 # Answer extraction per generation task (others compare the whole answer).
 EXTRACTORS = {"gsm8k": last_number}
 
@@ -72,6 +75,8 @@ class EvalSettings:
                 "this eval option has no tasks (eval=val and eval=none are the train-time options); "
                 "use eval=suite, eval=multiple_choice, eval=generation or eval=code"
             )
+        for key in TRAIN_TIME_KEYS:  # set by experiments for eval=val; meaningless to the task suite
+            data.pop(key, None)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -149,3 +154,13 @@ def run_tasks(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) ->
     finally:
         model.train(was_training)
     return results
+
+
+def evaluate_after_training(trainer, model: nn.Module, tokenizer: Tokenizer, eval_cfg: DictConfig) -> dict[str, float]:
+    """`llmexp-train eval=<suite option>`: the tasks on the trained model (rank 0), logged as eval/<task>/<metric>."""
+    if not trainer.is_global_zero:
+        return {}
+    scores = {f"eval/{k}": v for k, v in run_tasks(model, tokenizer, EvalSettings.from_config(eval_cfg)).items()}
+    for logger in trainer.loggers:
+        logger.log_metrics(scores, step=trainer.global_step)
+    return scores
