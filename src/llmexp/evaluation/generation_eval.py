@@ -26,7 +26,7 @@ def last_number(text: str) -> str:
 
 
 def cut_at_stops(text: str, stops: Sequence[str] = ANSWER_STOPS) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
     return text[:cut]
 
 

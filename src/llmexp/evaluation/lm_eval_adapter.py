@@ -88,8 +88,8 @@ class LLMExpLM(TemplateLM):
         outputs = []
         for context, gen_kwargs in [req.args for req in requests]:
             kwargs = dict(gen_kwargs)
-            until = kwargs.get("until") or [self.tok_decode([self.eot_token_id])]
-            until = [until] if isinstance(until, str) else list(until)
+            until = kwargs.get("until") or []  # generation itself stops at the end-of-text token
+            until = [s for s in ([until] if isinstance(until, str) else until) if s]
             temperature = float(kwargs.get("temperature", 0.0)) if kwargs.get("do_sample") else 0.0
             sampling = SamplingConfig(max_new_tokens=int(kwargs.get("max_gen_toks", 256)), temperature=temperature)
             with torch.inference_mode():
