@@ -61,6 +61,16 @@ def test_mmlu_lists_lettered_options_and_scores_letters(tmp_path):
     assert ex.description == "The following are multiple choice questions (with answers) about high school math.\n\n"
 
 
+def test_mmlu_release_csv_takes_the_subject_from_the_file_name(tmp_path):
+    (tmp_path / "mmlu").mkdir()
+    (tmp_path / "mmlu" / "college_physics_test.csv").write_text('"Speed of light?",1,c,3,4,B\n')
+    (tmp_path / "mmlu" / "anatomy_test.csv").write_text("Bones?,206,1,2,3,A\n")
+    anatomy, ex = load_examples(TASKS["mmlu"], str(tmp_path), {})  # every subject file, in name order
+    assert anatomy.gold == 0 and "about anatomy." in anatomy.description
+    assert ex.query == "Speed of light?\nA. 1\nB. c\nC. 3\nD. 4\nAnswer:" and ex.gold == 1
+    assert "about college physics." in ex.description
+
+
 def test_truthfulqa_csv_puts_the_best_answer_first(tmp_path):
     path = tmp_path / "truthfulqa.csv"
     with path.open("w", newline="") as handle:

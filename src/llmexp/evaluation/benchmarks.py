@@ -151,6 +151,17 @@ def humaneval(row: dict[str, Any]) -> GenExample:
     )
 
 
+def mmlu_csv_rows(path: Path) -> list[dict[str, Any]]:
+    """The original MMLU release: header-less `question,A,B,C,D,answer` rows in `<subject>_<split>.csv` files."""
+    subject = path.stem.rsplit("_", 1)[0] if path.stem.rsplit("_", 1)[-1] in ("test", "val", "dev") else path.stem
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            {"question": r[0], "A": r[1], "B": r[2], "C": r[3], "D": r[4], "answer": r[5], "subject": subject}
+            for r in csv.reader(handle)
+            if len(r) == 6
+        ]
+
+
 def piqa_with_labels(path: Path) -> Iterator[dict[str, Any]]:
     """PIQA's release keeps labels in a sibling `<split>-labels.lst`; merge them into the rows."""
     rows = read_records(path)

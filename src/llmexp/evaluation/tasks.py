@@ -48,7 +48,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(
             "piqa", "multiple_choice", b.piqa, ("piqa.jsonl", "piqa/valid.jsonl"), ("ybisk/piqa", None, "validation")
         ),
-        TaskSpec("mmlu", "multiple_choice", b.mmlu, ("mmlu*.jsonl", "mmlu*.csv"), ("cais/mmlu", "all", "test")),
+        TaskSpec(
+            "mmlu",
+            "multiple_choice",
+            b.mmlu,
+            ("mmlu*.jsonl", "mmlu/*_test.csv", "mmlu/test/*.csv"),
+            ("cais/mmlu", "all", "test"),
+        ),
         TaskSpec(
             "truthfulqa_mc1",
             "multiple_choice",
@@ -81,32 +87,39 @@ def get_task(name: str) -> TaskSpec:
     raise ConfigError(f"eval.tasks: unknown task {name!r}; known: {sorted(TASKS)} or mc:<file> / gen:<file>")
 
 
-def find_local_file(spec: TaskSpec, data_dir: str | None, files: dict[str, str]) -> Path | None:
-    """eval.files.<task> if set, else the first match of the task's patterns under eval.data_dir."""
+def find_local_files(spec: TaskSpec, data_dir: str | None, files: dict[str, str]) -> list[Path]:
+    """eval.files.<task> if set, else the matches of the first of the task's patterns that matches under
+    eval.data_dir: the first file, or all of them for tasks kept one file per subject (MMLU's release)."""
     if spec.name in files:
         path = Path(files[spec.name]).expanduser()
         if not path.is_file():
             raise DataError(f"eval.files.{spec.name}={path}: no such file")
-        return path
+        return [path]
     if spec.name.partition(":")[0] in ("mc", "gen"):
         path = Path(spec.patterns[0]).expanduser()
         if not path.is_absolute() and data_dir:
             path = Path(data_dir).expanduser() / path
-        return path if path.is_file() else None
+        return [path] if path.is_file() else []
     if not data_dir or not Path(data_dir).expanduser().is_dir():
-        return None
+        return []
     root = Path(data_dir).expanduser()
     for pattern in spec.patterns:
         matches = sorted(p for p in root.glob(pattern) if p.is_file() and not p.name.endswith(".lst"))
         if matches:
-            return matches[0]
-    return None
+            return matches if spec.name == "mmlu" else matches[:1]
+    return []
+
+
+def _read_task_file(spec: TaskSpec, path: Path) -> list[dict[str, Any]]:
+    if spec.name == "piqa":
+        return list(b.piqa_with_labels(path))
+    return b.mmlu_csv_rows(path) if spec.name == "mmlu" and path.suffix == ".csv" else b.read_records(path)
 
 
 def load_rows(spec: TaskSpec, data_dir: str | None, files: dict[str, str], use_hub: bool) -> list[dict[str, Any]]:
-    path = find_local_file(spec, data_dir, files)
-    if path is not None:
-        return list(b.piqa_with_labels(path)) if spec.name == "piqa" else b.read_records(path)
+    paths = find_local_files(spec, data_dir, files)
+    if paths:
+        return [row for path in paths for row in _read_task_file(spec, path)]
     if not use_hub or spec.hub is None:
         raise DataError(
             f"task {spec.name!r}: no local file under eval.data_dir={data_dir} (looked for {list(spec.patterns)}); "
