@@ -165,37 +165,61 @@ def arc_hub_rows(path: Path, limit: int) -> list[dict]:
     ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("task", "lm_eval_task"), [("piqa", "piqa"), ("arc_easy", "arc_easy")])
-def test_multiple_choice_accuracy_equals_lm_eval(tmp_path, shared_data, monkeypatch, task, lm_eval_task):
-    """Same model, same local file: lm-eval's prompts and acc/acc_norm against ours, item by item in aggregate."""
+PARITY_TASKS = ("piqa", "arc_easy")
+PARITY_ITEMS = 40
+
+
+@pytest.fixture
+def parity(tmp_path, shared_data, monkeypatch):
+    """A tiny checkpoint, 40 real items of each task as local jsonl files, lm-eval task files pointing at them, and
+    our own scores (acc, acc_norm and every choice's log-likelihood) on them."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    ckpt = write_checkpoint(tmp_path / "last.ckpt", seed=3, max_seq_len=1024)  # no item is truncated
+    model, tokenizer, _ = load_for_inference(ckpt)
+    scorer = LogLikelihoodScorer(model, tokenizer)
+    ours = {}
+    for task in PARITY_TASKS:
+        if task == "piqa":
+            rows = piqa_hub_rows(shared_data / "piqa" / "valid.jsonl", PARITY_ITEMS)
+        else:
+            rows = arc_hub_rows(shared_data / "arc_easy_test_genmc.jsonl", PARITY_ITEMS)
+        data_file = write_jsonl(tmp_path / f"{task}.jsonl", rows)
+        lm_eval_task_yaml(tmp_path / "tasks", task, f"local_{task}", data_file)
+        examples = load_examples(TASKS[task], None, {task: str(data_file)})
+        lls = [[ll for ll, _ in scorer.loglikelihood([(e.query, " " + c) for c in e.choices])] for e in examples]
+        ours[task] = {**evaluate_multiple_choice(scorer, examples), "lls": lls}
+    return {"ckpt": ckpt, "model": model, "tokenizer": tokenizer, "tasks": tmp_path / "tasks", "ours": ours}
+
+
+def run_lm_eval(model, task_dir: Path, **kwargs) -> dict:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from llmexp.evaluation.lm_eval_adapter import LLMExpLM
-
-    source = shared_data / ("piqa/valid.jsonl" if task == "piqa" else "arc_easy_test_genmc.jsonl")
-    rows = piqa_hub_rows(source, 40) if task == "piqa" else arc_hub_rows(source, 40)
-    data_file = write_jsonl(tmp_path / f"{task}.jsonl", rows)
-    lm_eval_task_yaml(tmp_path / "tasks", lm_eval_task, f"local_{task}", data_file)
-
-    ckpt = write_checkpoint(tmp_path / "last.ckpt", seed=3, max_seq_len=1024)  # no item is truncated
-    model, tokenizer, _ = load_for_inference(ckpt)
-    ours = evaluate_multiple_choice(
-        LogLikelihoodScorer(model, tokenizer), load_examples(TASKS[task], None, {task: str(data_file)})
-    )
-    results = lm_eval.simple_evaluate(
-        model=LLMExpLM(model=model, tokenizer=tokenizer, batch_size=16),
-        tasks=[f"local_{task}"],
-        task_manager=TaskManager(include_path=str(tmp_path / "tasks")),
+    return lm_eval.simple_evaluate(
+        model=model,
+        tasks=[f"local_{t}" for t in PARITY_TASKS],
+        task_manager=TaskManager(include_path=str(task_dir)),
         num_fewshot=0,
         bootstrap_iters=0,
+        **kwargs,
     )
-    theirs = results["results"][f"local_{task}"]
-    assert ours["n"] == 40
-    assert ours["acc"] == pytest.approx(theirs["acc,none"], abs=1e-9)
-    assert ours["acc_norm"] == pytest.approx(theirs["acc_norm,none"], abs=1e-9)
+
+
+def assert_same_accuracy(ours: dict, results: dict) -> None:
+    for task in PARITY_TASKS:
+        theirs = results["results"][f"local_{task}"]
+        assert ours[task]["n"] == PARITY_ITEMS
+        assert ours[task]["acc"] == pytest.approx(theirs["acc,none"], abs=1e-9), task
+        assert ours[task]["acc_norm"] == pytest.approx(theirs["acc_norm,none"], abs=1e-9), task
+
+
+@pytest.mark.slow
+def test_multiple_choice_accuracy_equals_lm_eval_with_our_model_class(parity):
+    """lm-eval's prompts, request encoding and acc/acc_norm over our model class: the same numbers as ours."""
+    from llmexp.evaluation.lm_eval_adapter import LLMExpLM
+
+    lm = LLMExpLM(model=parity["model"], tokenizer=parity["tokenizer"], batch_size=16)
+    assert_same_accuracy(parity["ours"], run_lm_eval(lm, parity["tasks"]))
 
 
 @pytest.mark.slow
