@@ -139,3 +139,21 @@ def test_fewshot_never_uses_the_example_itself():
     for _ in range(20):
         context = fewshot_context(pool[1], pool, 2, random.Random(), exclude=1)
         assert context.count("Q1:") == 1
+
+
+def test_generation_task_scores_the_answer_cut_at_the_next_example(tokenizer, model):
+    from llmexp.evaluation.benchmarks import GenExample
+    from llmexp.evaluation.generation_eval import cut_at_stops, evaluate_generation, generate_completions
+    from llmexp.models.generation import SamplingConfig
+
+    prompts = [f"Question: what is {i}?\nAnswer:" for i in range(4)]
+    raw = generate_completions(model, tokenizer, prompts, SamplingConfig(max_new_tokens=12, temperature=0.0))
+    answers = [cut_at_stops(text).strip() for text in raw]
+    assert all(answers)  # the tiny model says something for each prompt
+    # References: the model's own answer for two prompts, an answer it does not give for the other two.
+    examples = [
+        GenExample(p, [a if i % 2 == 0 else "zebra"]) for i, (p, a) in enumerate(zip(prompts, answers, strict=True))
+    ]
+    got = evaluate_generation(model, tokenizer, examples, max_new_tokens=12)
+    assert got["exact_match"] == 0.5 and got["n"] == 4
+    assert 0 < got["chrf"] < 100  # half the answers match character for character
