@@ -123,7 +123,7 @@ def test_program_that_loops_forever_is_stopped():
 
 def test_program_over_the_memory_limit_fails():
     result = run_program("x = bytearray(1024 * 1024 * 1024)\n", timeout_s=5.0, memory_mb=200)
-    assert not result.passed and "MemoryError" in result.detail
+    assert not result.passed and result.status == "memory" and "MemoryError" in result.detail
 
 
 def test_program_cannot_see_the_parent_environment(monkeypatch):

@@ -18,7 +18,7 @@ STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\na
 @dataclass
 class ExecutionResult:
     passed: bool
-    status: str  # passed | failed | timeout | error
+    status: str  # passed | failed (a test assertion) | timeout | memory | error
     detail: str = ""
 
 
@@ -73,7 +73,7 @@ def run_program(program: str, timeout_s: float = 5.0, memory_mb: int = 512) -> E
     if proc.returncode == 0:
         return ExecutionResult(True, "passed")
     tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-    status = "failed" if "AssertionError" in tail else "error"
+    status = "failed" if "AssertionError" in tail else "memory" if "MemoryError" in tail else "error"
     if proc.returncode < 0:  # killed by a signal: SIGXCPU (CPU limit) or SIGKILL
         status, tail = "timeout", f"killed by signal {-proc.returncode}"
     return ExecutionResult(False, status, tail[:300])
