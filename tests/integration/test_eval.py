@@ -220,6 +220,11 @@ def test_multiple_choice_accuracy_equals_lm_eval_with_our_model_class(parity):
 
     lm = LLMExpLM(model=parity["model"], tokenizer=parity["tokenizer"], batch_size=16)
     assert_same_accuracy(parity["ours"], run_lm_eval(lm, parity["tasks"]))
+    # The same lm-eval task by name through llmexp-eval's task list (eval.tasks=[lm_eval:<task>]).
+    settings = EvalSettings(tasks=["lm_eval:local_piqa"], lm_eval_include_path=str(parity["tasks"]))
+    got = run_tasks(parity["model"], parity["tokenizer"], settings)
+    assert got["lm_eval:local_piqa/acc"] == pytest.approx(parity["ours"]["piqa"]["acc"])
+    assert got["lm_eval:local_piqa/acc_norm"] == pytest.approx(parity["ours"]["piqa"]["acc_norm"])
 
 
 @pytest.mark.slow

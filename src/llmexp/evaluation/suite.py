@@ -49,6 +49,7 @@ class EvalSettings:
     code_max_new_tokens: int = 128
     code_timeout_s: float = 5.0
     code_memory_mb: int = 512
+    lm_eval_include_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -104,9 +105,31 @@ def heldout_texts(settings: EvalSettings) -> list[str]:
     return texts[: settings.perplexity_max_documents]
 
 
+def run_lm_eval_task(name: str, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
+    """One lm-evaluation-harness task (its own data loading, prompts and metrics) on our model; `acc,none` -> acc."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from llmexp.evaluation.lm_eval_adapter import LLMExpLM
+
+    results = lm_eval.simple_evaluate(
+        model=LLMExpLM(model=model, tokenizer=tokenizer, batch_size=settings.batch_size),
+        tasks=[name],
+        task_manager=TaskManager(include_path=settings.lm_eval_include_path),
+        num_fewshot=settings.num_fewshot,
+        limit=settings.limit,
+        bootstrap_iters=0,
+        random_seed=settings.seed,
+    )
+    scores = results["results"].get(name, {}) if results else {}
+    return {key.split(",")[0]: float(v) for key, v in scores.items() if isinstance(v, int | float) and "," in key}
+
+
 def run_task(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
     if spec.kind == "perplexity":
         return text_perplexity(model, tokenizer, heldout_texts(settings), batch_size=settings.batch_size)
+    if spec.kind == "harness":
+        return run_lm_eval_task(spec.name.partition(":")[2], model, tokenizer, settings)
     examples = load_examples(spec, settings.data_dir, settings.files, settings.limit, settings.use_hub)
     if spec.kind == "multiple_choice":
         scorer = LogLikelihoodScorer(model, tokenizer, settings.batch_size)

@@ -11,7 +11,7 @@ from typing import Any
 from llmexp.errors import ConfigError, DataError
 from llmexp.evaluation import benchmarks as b
 
-KINDS = ("multiple_choice", "generation", "code", "perplexity")
+KINDS = ("multiple_choice", "generation", "code", "perplexity", "harness")
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,19 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name: str) -> TaskSpec:
-    """A registered task, or a user task `mc:<file>` / `gen:<file>` with rows already in our shape."""
+    """A registered task, a user task `mc:<file>` / `gen:<file>` with rows already in our shape, or
+    `lm_eval:<task>`, a task of lm-evaluation-harness run through our lm-eval model class."""
     if name in TASKS:
         return TASKS[name]
     kind, _, path = name.partition(":")
+    if kind == "lm_eval" and path:  # any lm-evaluation-harness task, run by lm-eval itself on our model
+        return TaskSpec(name, "harness", None)
     if kind in ("mc", "gen") and path:
         convert = b.generic_mc if kind == "mc" else b.generic_generation
         return TaskSpec(name, "multiple_choice" if kind == "mc" else "generation", convert, (path,))
-    raise ConfigError(f"eval.tasks: unknown task {name!r}; known: {sorted(TASKS)} or mc:<file> / gen:<file>")
+    raise ConfigError(
+        f"eval.tasks: unknown task {name!r}; known: {sorted(TASKS)}, mc:<file>, gen:<file> or lm_eval:<task name>"
+    )
 
 
 def find_local_files(spec: TaskSpec, data_dir: str | None, files: dict[str, str]) -> list[Path]:
