@@ -23,6 +23,7 @@ from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.run import train
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+FAKE_KEY = "sk-llmexp-FAKE-eval-0123456789"
 
 
 def write_checkpoint(path: Path, seed: int = 0, max_seq_len: int = 256) -> Path:
@@ -90,10 +91,13 @@ def test_llmexp_eval_multiple_choice_writes_the_scores_it_computes(tmp_path):
             f"eval.data_dir={data}",
             f"hydra.run.dir={out}",
             "device=cpu",
+            f"+extra.api_key={FAKE_KEY}",
         ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    leaks = [p for p in out.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert leaks == []
     report = json.loads((out / "eval_results.json").read_text())
     model, tokenizer, _ = load_for_inference(ckpt)
     expected = run_tasks(model, tokenizer, EvalSettings(tasks=["piqa", "arc_easy"], data_dir=str(data)))

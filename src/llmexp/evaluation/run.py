@@ -8,8 +8,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmexp.config.overrides import job_overrides
 from llmexp.evaluation.suite import EvalSettings, run_tasks
 from llmexp.generation import pick_device
+from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.quiet import silence_library_noise
 
@@ -31,9 +33,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     results = run_tasks(model, tokenizer, settings)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    scrub_hydra_files(run_dir, job_overrides())  # as llmexp-train: secret-looking overrides never reach a file
     report = {
         "ckpt_path": str(cfg.ckpt_path),
-        "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+        "eval": redact(OmegaConf.to_container(cfg.eval, resolve=True)),
         "results": results,
     }
     (run_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
