@@ -1,0 +1,19 @@
+"""`llmexp-export ckpt_path=... out=...`: write a checkpoint as a `transformers` model directory."""
+
+from omegaconf import DictConfig
+
+from llmexp.cli.app import run_app
+from llmexp.models.hf import export_checkpoint
+
+
+def export(cfg: DictConfig) -> None:
+    out = export_checkpoint(cfg.ckpt_path, cfg.out)
+    print(f"Exported {cfg.ckpt_path} to {out} (load with transformers' AutoModel*.from_pretrained)")
+
+
+def main() -> None:
+    run_app("export", export)
+
+
+if __name__ == "__main__":
+    main()
