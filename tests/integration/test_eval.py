@@ -257,3 +257,23 @@ def test_eval_during_and_after_training_is_logged(make_cfg, tmp_path):
     assert ppl[1] < ppl[0] < 512  # learning lowers held-out perplexity; both below the uniform 512-token guess
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["eval/piqa/acc"] == series["eval/piqa/acc"][1][1]  # same model at step 20, same score
+
+
+@pytest.mark.slow
+def test_multiple_choice_accuracy_equals_lm_eval_hf_on_the_exported_directory(parity, tmp_path):
+    """llmexp-export's transformers directory under lm-eval's own `hf` model: lm-eval tokenises, batches and scores
+    with transformers; accuracies equal ours and every choice's log-likelihood matches."""
+    out = tmp_path / "hf"
+    result = run_cli("llmexp.cli.export", [f"ckpt_path={parity['ckpt']}", f"out={out}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = run_lm_eval(
+        "hf", parity["tasks"], model_args=f"pretrained={out},dtype=float32", device="cpu", batch_size=16
+    )
+    assert_same_accuracy(parity["ours"], results)
+    for task in PARITY_TASKS:
+        samples = sorted(results["samples"][f"local_{task}"], key=lambda s: s["doc_id"])
+        theirs = [[float(ll) for ll, _ in s["filtered_resps"]] for s in samples]
+        ours = parity["ours"][task]["lls"]
+        assert [len(x) for x in theirs] == [len(x) for x in ours]
+        flat = [ll for item in theirs for ll in item]
+        assert flat == pytest.approx([ll for item in ours for ll in item], abs=1e-3)

@@ -9,8 +9,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from llmexp.config.overrides import job_overrides
+from llmexp.errors import CheckpointError
 from llmexp.evaluation.suite import EvalSettings, run_tasks
 from llmexp.generation import pick_device
+from llmexp.models.gpt import GPT
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.quiet import silence_library_noise
@@ -30,6 +32,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     silence_library_noise()
     settings = EvalSettings.from_config(cfg.eval)
     model, tokenizer, _ = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
+    if not isinstance(model, GPT):
+        raise CheckpointError(
+            f"ckpt_path={cfg.ckpt_path}: a {type(model).__name__}; llmexp-eval scores decoder-only (GPT-family) models"
+        )
     results = run_tasks(model, tokenizer, settings)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
