@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from llmexp.data.tokenizer import Tokenizer
-from llmexp.errors import ConfigError, DataError
+from llmexp.errors import CheckpointError, ConfigError, DataError
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.run import evaluate
 from llmexp.evaluation.scoring import LogLikelihoodScorer
@@ -119,6 +119,20 @@ def test_missing_task_data_and_train_time_options_are_named(tmp_path, make_cfg):
         evaluate(cfg)
     with pytest.raises(ConfigError, match=r"train-time options\); use eval=suite"):
         evaluate(make_cfg(f"ckpt_path={ckpt}", "eval=val", config_name="evaluate"))
+
+
+def test_llmexp_eval_refuses_an_encoder_checkpoint(tmp_path, make_cfg):
+    from llmexp.models.bert import BertConfig
+
+    tokenizer = Tokenizer.load(ASSETS / "tokenizer.json")
+    config = BertConfig(vocab_size=tokenizer.vocab_size, n_embd=16, max_seq_len=32)
+    state = {f"model.{k}": v for k, v in config.build().state_dict().items()}
+    ckpt = tmp_path / "bert.ckpt"
+    torch.save(
+        {"llmexp": {"model_config": config.to_dict(), "tokenizer": tokenizer.to_str()}, "state_dict": state}, ckpt
+    )
+    with pytest.raises(CheckpointError, match=r"a Bert; llmexp-eval scores decoder-only"):
+        evaluate(make_cfg(f"ckpt_path={ckpt}", "eval=multiple_choice", config_name="evaluate"))
 
 
 def test_every_eval_option_composes_for_llmexp_eval(make_cfg):
