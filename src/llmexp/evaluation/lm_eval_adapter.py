@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# lm-eval registers its own models lazily, and only while its registry is empty: import them before adding ours,
+# or `model="hf"` is unknown to lm-eval once this module is imported.
+import lm_eval.models  # noqa: F401
 import torch
 from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
