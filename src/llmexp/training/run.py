@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import llmexp
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.errors import ConfigError
+from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models import config_from_dict
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
@@ -120,10 +121,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
-        if cfg.eval.final_validation:
+        if cfg.eval.get("final_validation"):
             trainer.limit_val_batches = cfg.eval.limit_batches if cfg.eval.limit_batches is not None else 1.0
             (results,) = trainer.validate(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(results))
+        if cfg.eval.get("tasks"):  # eval=suite / multiple_choice / ...: the benchmark tasks on the final model
+            metrics.update(evaluate_after_training(trainer, model, tokenizer, cfg.eval))
     finally:
         close_loggers(trainer)
     metrics.update(step=trainer.global_step, params=n_params, flops_per_token=flops_per_token)

@@ -20,10 +20,11 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
 
 
 def instantiate_dict(group: DictConfig | None) -> list:
-    """Every non-null entry of a dict-shaped group (callbacks, logger), in order."""
+    """Every component (a node with a `_target_`) of a dict-shaped group (callbacks, logger), in order; plain values
+    beside them (logger=wandb's project, group, tags) are settings the components interpolate."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
