@@ -74,7 +74,7 @@ def test_true_half_precision_halves_weight_memory(make_cfg):
 
 def test_gradient_checkpointing_shrinks_activations(make_cfg):
     plain, _ = _estimate(make_cfg, "model.n_layer=8")
-    ckpt, _ = _estimate(make_cfg, "model.n_layer=8", "+model.gradient_checkpointing=true")
+    ckpt, _ = _estimate(make_cfg, "model.n_layer=8", "model.gradient_checkpointing=true")
     assert ckpt.activations < plain.activations
 
 

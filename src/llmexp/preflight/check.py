@@ -158,7 +158,7 @@ def check_trial(config_name: str, overrides: list[str], workdir: Path, hardware_
             trial.problem = (
                 f"does not fit: {trial.estimate.memory / GIB:.2f} GiB per device > {budget / GIB:.2f} GiB "
                 f"({float(pf.memory_fraction):.0%} of {hardware.name}); lower data.batch_size, shard with "
-                "strategy=fsdp/deepspeed_zero3, or set +model.gradient_checkpointing=true"
+                "strategy=fsdp/deepspeed_zero3, or set model.gradient_checkpointing=true"
             )
     except (UserError, HydraException, OmegaConfBaseException, ValueError, TypeError) as err:
         trial.problem = f"invalid: {_first_line(err)}"
