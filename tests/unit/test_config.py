@@ -24,6 +24,11 @@ REQUIRED = {
     ("data", "text_files"): ["data.corpus.paths=[README.md]"],
     ("data", "shards"): ["data.path=outputs/prepared/x"],
     ("tokenizer", "pretrained"): [f"tokenizer.path={ASSETS / 'tokenizer.json'}"],
+    ("data", "classification"): ["data.train_file=train.jsonl"],
+    ("data", "sft"): ["data.train_file=train.json"],
+    ("experiment", "finetune_classification"): ["data.train_file=train.jsonl"],
+    ("experiment", "sft"): ["data.train_file=train.json"],
+    ("experiment", "continued_pretraining"): ["data.corpus.paths=[README.md]"],
 }
 
 
@@ -72,7 +77,7 @@ def test_every_option_composes_and_instantiates(make_cfg, group, option):
         ("optimizer.lrr=1e-3", "did you mean 'lr'?"),
         (
             "model=gpt_tny",
-            "model=gpt_tny: no such option in group 'model'; choose one of: gpt_medium, gpt_small, gpt_tiny",
+            "model=gpt_tny: no such option in group 'model'; choose one of: bert_base, bert_tiny, gpt2_124m",
         ),
         ("modell=gpt_tiny", "did you mean 'model'?"),
         ("trainer.max_step=10", "did you mean 'max_steps'?"),

@@ -7,7 +7,7 @@ from llmexp.training.objective import train_objective
 
 
 def main() -> None:
-    run_app("train", train_objective)
+    run_app("train", train_objective, preflight=True)
 
 
 if __name__ == "__main__":

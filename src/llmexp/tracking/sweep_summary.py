@@ -32,7 +32,7 @@ class JobRow:
     """One job of a sweep as found on disk."""
 
     job: str
-    status: str  # ok | failed | running (no result yet)
+    status: str  # ok | failed | running (no result yet); Optuna sweeps: pruned | interrupted
     overrides: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
@@ -44,9 +44,28 @@ def write_job_status(job_dir: Path, status: str, error: str = "") -> None:
 
 
 def _overrides(job_dir: Path) -> dict[str, str]:
+    """The job's overrides, without sweep bookkeeping (an Optuna trial's study, storage and number)."""
     file = job_dir / ".hydra" / "overrides.yaml"
     items = (yaml.safe_load(file.read_text()) or []) if file.exists() else []
-    return dict(item.lstrip("+~").partition("=")[::2] for item in items)
+    pairs = (item.lstrip("+~").partition("=")[::2] for item in items)
+    return {k: v for k, v in pairs if not k.startswith(("sweep.", "hydra."))}
+
+
+def study_states(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """An Optuna sweep's trials.json by job folder name: the study knows which trials were pruned or failed."""
+    file = sweep_dir / "trials.json"
+    return {str(t["number"]): t for t in json.loads(file.read_text())} if file.exists() else {}
+
+
+def _apply_study(row: JobRow, trial: dict[str, Any] | None) -> JobRow:
+    if trial is None:
+        return row
+    if trial.get("interrupted"):
+        row.status = "interrupted"
+    elif trial["state"] in ("pruned", "fail"):
+        row.status = "pruned" if trial["state"] == "pruned" else "failed"
+        row.error = row.error or (trial.get("error") or "")
+    return row
 
 
 def read_job(job_dir: Path, finished: bool) -> JobRow:
@@ -98,7 +117,9 @@ def _table(rows: list[JobRow], metric: str) -> tuple[list[str], list[list[str]]]
 def write_summary(sweep_dir: str | Path, metric: str = "val/loss", mode: str = "min", finished: bool = False) -> Path:
     """Write summary.csv and summary.md (best first) in `sweep_dir`; return the csv's path."""
     sweep_dir = Path(sweep_dir)
-    rows = rank_jobs([read_job(d, finished) for d in job_dirs(sweep_dir)], metric, mode)
+    states = study_states(sweep_dir)
+    rows = [_apply_study(read_job(d, finished), states.get(d.name)) for d in job_dirs(sweep_dir)]
+    rows = rank_jobs(rows, metric, mode)
     header, body = _table(rows, metric)
     text = io.StringIO()
     csv.writer(text).writerows([header, *body])
@@ -111,6 +132,7 @@ def write_summary(sweep_dir: str | Path, metric: str = "val/loss", mode: str = "
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body),
+        *best_lines(sweep_dir, rows, metric),
     ]
     with FileLock(str(sweep_dir / ".summary.lock")):
         for name, content in (("summary.csv", text.getvalue()), ("summary.md", "\n".join(lines) + "\n")):
@@ -118,6 +140,22 @@ def write_summary(sweep_dir: str | Path, metric: str = "val/loss", mode: str = "
             partial.write_text(content)
             partial.replace(sweep_dir / name)
     return sweep_dir / "summary.csv"
+
+
+def best_lines(sweep_dir: Path, rows: list[JobRow], metric: str) -> list[str]:
+    """The best ok job, its resolved config and the one command that re-runs it (ranked rows, best first)."""
+    from llmexp.sweeps.rerun import rerun_command
+
+    best = next((r for r in rows if r.status == "ok" and metric in r.metrics), None)
+    if best is None:
+        return []
+    job_dir = sweep_dir / best.job
+    return [
+        "",
+        f"Best: job {best.job} ({metric}={best.metrics[metric]:.6g}), config {job_dir / 'config.yaml'}",
+        "",
+        f"Re-run: `{rerun_command(job_dir)}`",
+    ]
 
 
 class SweepSummary(Callback):
@@ -145,7 +183,10 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             path = write_summary(sweep_dir, self.metric, self.mode, finished=True)
-            print(f"Sweep summary: {path} and {path.with_suffix('.md')}")
+            best = [
+                line for line in path.with_suffix(".md").read_text().splitlines() if line.startswith(("Best", "Re-run"))
+            ]
+            print("\n".join([f"Sweep summary: {path} and {path.with_suffix('.md')}", *best]))
 
 
 def describe_error(error: BaseException) -> str:
