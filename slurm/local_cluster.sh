@@ -110,8 +110,17 @@ start() {
   if responding && [[ -n "$(node_state)" ]]; then
     log "reusing the running cluster"
     if grep -qF "$MARKER" "$CONF" && write_conf; then
-      log "configuration changed: scontrol reconfigure"
-      scontrol reconfigure
+      # Some settings (AuthInfo) are read only at start: restart our controller (jobs survive it), else reconfigure.
+      if alive "$STATE_DIR/slurmctld.pid"; then
+        log "configuration changed: restarting slurmctld"
+        kill "$(cat "$STATE_DIR/slurmctld.pid")"
+        for _ in $(seq 20); do alive "$STATE_DIR/slurmctld.pid" || break; sleep 0.5; done
+        slurmctld 9>&-
+        for _ in $(seq 30); do responding && break; sleep 1; done
+      else
+        log "configuration changed: scontrol reconfigure"
+        scontrol reconfigure
+      fi
     fi
     wait_idle
     return 0
