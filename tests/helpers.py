@@ -1,6 +1,7 @@
 """Test-only callbacks, importable by `_target_` from configs composed in tests."""
 
 import json
+import time
 
 import lightning as L
 
@@ -25,3 +26,25 @@ class RecordBatches(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         with open(self.path, "a") as handle:
             handle.write(json.dumps({"step": trainer.global_step, "input_ids": batch["input_ids"].tolist()}) + "\n")
+
+
+class RecordLoss(L.Callback):
+    """Append each optimizer step's training loss (rank 0) to a jsonl file, flushed at once so a killed run keeps it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps({"step": trainer.global_step, "loss": float(outputs["loss"])}) + "\n")
+
+
+class Throttle(L.Callback):
+    """Sleep before every step, so a test can kill a tiny run part-way through instead of after it has finished."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        time.sleep(self.seconds)

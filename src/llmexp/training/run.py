@@ -22,7 +22,7 @@ from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
-from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
+from llmexp.training.checkpoint import read_checkpoint, resolve_ckpt_path, tokenizer_from_checkpoint
 from llmexp.training.quiet import silence_library_noise
 from llmexp.training.trainer import build_trainer
 
@@ -60,7 +60,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     silence_library_noise()
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
-    resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    resume = read_checkpoint(ckpt_path) if ckpt_path else None
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     tokenizer = datamodule.prepare(
@@ -97,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams({**resolved, "model/params": n_params})
     tune_batch_size(cfg, task, datamodule)
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = _metric_values(trainer.callback_metrics)
         if cfg.eval.final_validation:
             trainer.limit_val_batches = cfg.eval.limit_batches if cfg.eval.limit_batches is not None else 1.0

@@ -5,8 +5,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
+
+from llmexp.training.checkpoint import AtomicCheckpointIO
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:
@@ -24,12 +28,19 @@ def instantiate_dict(group: DictConfig | None) -> list:
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
 
 
+def with_atomic_checkpoints(strategy: Strategy) -> Strategy:
+    """Write single-file checkpoints atomically (strategies with their own sharded format keep their IO)."""
+    if isinstance(strategy, Strategy) and type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+    return strategy
+
+
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     return instantiate(
         cfg.trainer,
-        strategy=instantiate(cfg.strategy),
+        strategy=with_atomic_checkpoints(instantiate(cfg.strategy)),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         callbacks=callbacks,
         logger=loggers or False,
