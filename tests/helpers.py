@@ -48,3 +48,29 @@ class Throttle(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         time.sleep(self.seconds)
+
+
+class InjectNaN(L.Callback):
+    """Multiply the model's output by `factor` (NaN by default; a large number makes a loss spike) on the given steps,
+    and record the sum of all weights before and after each of those steps to a jsonl file."""
+
+    def __init__(self, steps: list[int], path: str, factor: float = float("nan")):
+        self.steps, self.path, self.factor = set(steps), path, factor
+        self._hook = None
+
+    @staticmethod
+    def weight_sum(pl_module) -> float:
+        return float(sum(p.detach().double().sum() for p in pl_module.parameters()))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step in self.steps:
+            self._before = self.weight_sum(pl_module)
+            self._hook = pl_module.model.register_forward_hook(lambda module, args, out: out * self.factor)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+            record = {"step": trainer.global_step - 1, "before": self._before, "after": self.weight_sum(pl_module)}
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
