@@ -1,6 +1,8 @@
 """Test-only callbacks, importable by `_target_` from configs composed in tests."""
 
 import json
+import os
+import signal
 import time
 
 import lightning as L
@@ -36,8 +38,9 @@ class RecordLoss(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.is_global_zero:
+            record = {"step": trainer.global_step, "loss": float(outputs["loss"]), "pid": os.getpid()}
             with open(self.path, "a") as handle:
-                handle.write(json.dumps({"step": trainer.global_step, "loss": float(outputs["loss"])}) + "\n")
+                handle.write(json.dumps(record) + "\n")
 
 
 class Throttle(L.Callback):
@@ -74,3 +77,24 @@ class InjectNaN(L.Callback):
             record = {"step": trainer.global_step - 1, "before": self._before, "after": self.weight_sum(pl_module)}
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+
+
+class CrashDuringSave(L.Callback):
+    """Kill this process with SIGKILL half-way through writing its `on_save`-th checkpoint file."""
+
+    def __init__(self, on_save: int):
+        import torch
+
+        real_save, calls = torch.save, []
+
+        def half_then_die(obj, handle, *args, **kwargs):
+            calls.append(1)
+            if len(calls) < on_save:
+                return real_save(obj, handle, *args, **kwargs)
+            real_save(obj, handle, *args, **kwargs)
+            handle.flush()
+            handle.truncate(handle.tell() // 2)
+            handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        torch.save = half_then_die
