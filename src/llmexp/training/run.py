@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llmexp
 from llmexp.config.overrides import job_overrides, to_container
+from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.models import config_from_dict
 from llmexp.tracking.provenance import all_packages
@@ -57,6 +58,7 @@ def close_loggers(trainer: L.Trainer) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
+    validate_config(cfg)
     silence_library_noise()
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
