@@ -31,14 +31,16 @@ class RecordBatches(L.Callback):
 
 
 class RecordLoss(L.Callback):
-    """Append each optimizer step's training loss (rank 0) to a jsonl file, flushed at once so a killed run keeps it."""
+    """Append each optimizer step's training loss (rank 0) to a jsonl file, flushed at once so a killed run keeps it.
+
+    Recorded during the step (before backward), so no other callback's end-of-step action can come first."""
 
     def __init__(self, path: str):
         self.path = path
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_before_backward(self, trainer, pl_module, loss):
         if trainer.is_global_zero:
-            record = {"step": trainer.global_step, "loss": float(outputs["loss"]), "pid": os.getpid()}
+            record = {"step": trainer.global_step + 1, "loss": float(loss), "pid": os.getpid()}
             with open(self.path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
