@@ -19,6 +19,7 @@ BAD = [
     ("eval.final_validation=maybe", "eval: Value 'maybe' is not a valid bool"),
     ("batch_size_finder.steps=many", "batch_size_finder: Value 'many' of type 'str' could not be converted to Integer"),
     ("seed=abc", "seed='abc': wrong type, expected int"),
+    ("+paths.outputs=/tmp/x", "paths: Key 'outputs' not in 'PathsSchema'"),
     ("+model.n_layers=4", "model.n_layers: not an argument of llmexp.models.gpt.GPTConfig"),
     ("+model.n_layers=4", "(did you mean 'n_layer'?)"),
     ("+callbacks.periodic_checkpoint.keep=3", "did you mean 'keep_last'?"),

@@ -41,7 +41,14 @@ class BatchSizeFinderSchema:
     tolerance: float = 0.05
 
 
-SCHEMAS = {"eval": EvalSchema, "batch_size_finder": BatchSizeFinderSchema}
+@dataclass
+class PathsSchema:
+    root_dir: str = "."
+    output_dir: str = "."
+    cache_dir: str = "outputs/cache"
+
+
+SCHEMAS = {"eval": EvalSchema, "batch_size_finder": BatchSizeFinderSchema, "paths": PathsSchema}
 ROOT_TYPES = {"seed": int, "ckpt_path": str | None, "task_name": str}
 # Values our code resolves before they reach the target (llmexp.training.trainer.resolve_precision).
 RESOLVED_IN_CODE = {"trainer.precision": ("auto",)}
