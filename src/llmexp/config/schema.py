@@ -151,14 +151,16 @@ def check_types(cfg: DictConfig, where: str = "") -> None:
 
 
 def check_schemas(cfg: DictConfig) -> None:
-    """Nodes without a target (eval, batch_size_finder, top-level values) against their dataclass schemas."""
+    """Nodes without a target (eval, batch_size_finder, paths, top-level values): the types of their dataclass
+    schema's fields. Keys a schema does not name are left to the override check, so a new option of a group does
+    not have to be declared here first."""
     for key, schema in SCHEMAS.items():
-        if isinstance(cfg.get(key), DictConfig):
-            try:
-                OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
-            except OmegaConfBaseException as err:
-                detail = str(err).strip().splitlines()[0]
-                raise ConfigError(f"{key}: {detail}") from None
+        node = cfg.get(key)
+        if not isinstance(node, DictConfig) or "_target_" in node:
+            continue
+        for name, annotation in typing.get_type_hints(schema).items():
+            if name in node and (value := _value(node, name)) is not _MISSING and not _accepts(annotation, value):
+                raise ConfigError(f"{key}.{name}={value!r}: wrong type, expected {_type_name(annotation)}")
     for key, annotation in ROOT_TYPES.items():
         if key in cfg and (value := _value(cfg, key)) is not _MISSING and not _accepts(annotation, value):
             raise ConfigError(f"{key}={value!r}: wrong type, expected {_type_name(annotation)}")
