@@ -155,7 +155,7 @@ SWITCHES = {
         ["+callbacks.sdpa._target_=llmexp.training.callbacks.sdpa.SDPABackends", "+callbacks.sdpa.backends=[math]"],
         ["+callbacks.sdpa._target_=llmexp.training.callbacks.sdpa.SDPABackends", "+callbacks.sdpa.backends=[flash]"],
     ),
-    "activation_ckpt": ("activation checkpointing on vs off", [], ["+model.gradient_checkpointing=true"]),
+    "activation_ckpt": ("activation checkpointing on vs off", [], ["model.gradient_checkpointing=true"]),
     "grad_accum": ("4 micro-batches of B/4 vs 1 of B", [], ["trainer.accumulate_grad_batches=4", "data.batch_size=4"]),
     "workers": ("1 DataLoader worker vs none", ["data.num_workers=0"], ["data.num_workers=1"]),
     "bf16": ("bf16-mixed vs fp32", [], ["trainer.precision=bf16-mixed"]),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 from llmexp.config.overrides import compose_config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LOCAL_CLUSTER = Path(__file__).resolve().parents[1] / "slurm" / "local_cluster.sh"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,3 +53,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Path]:
+    """The real one-node SLURM cluster of slurm/local_cluster.sh: reused when one runs, else started (installing
+    slurm-wlm/munge with apt if needed) and stopped at the end. Skips unless root with SLURM or apt available."""
+    if os.geteuid() != 0:
+        pytest.skip("starting the local SLURM cluster needs root")
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        pytest.skip("SLURM is not installed and apt-get is not available")
+    running = subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True).returncode == 0
+    if not running:
+        result = subprocess.run([LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.skip(f"the local SLURM cluster did not start: {result.stderr.strip()[-500:]}")
+    yield LOCAL_CLUSTER
+    if not running:
+        subprocess.run([LOCAL_CLUSTER, "stop"], capture_output=True, timeout=120)

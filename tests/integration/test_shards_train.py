@@ -138,3 +138,27 @@ def test_resumed_training_sees_the_identical_batch_sequence(make_cfg, tmp_path, 
     assert sorted(straight) == list(range(24))
     assert {**before, **after} == straight
     assert len({json.dumps(b) for b in straight.values()}) == 24  # the batches really differ from step to step
+
+
+def test_provenance_tells_two_prepared_datasets_apart_by_their_manifests(make_cfg, tmp_path, prepared, second):
+    from llmexp.tracking.diff import diff_records, load_record
+
+    for name, path in (("a", prepared), ("b", second)):
+        cfg = make_cfg(
+            "experiment=smoke",
+            "data=shards",
+            f"data.path={path}",
+            "data.block_size=32",
+            "trainer.max_steps=2",
+            "callbacks=minimal",
+            "eval.final_validation=false",
+            run_dir=tmp_path / name,
+        )
+        train(cfg)
+    a, b = load_record(tmp_path / "a"), load_record(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    changed = {key for key, _, _ in diff_records(a, b)}
+    assert {"provenance.data_fingerprint", "config.data.path"} <= changed
+    assert "provenance.tokenizer_sha256" not in changed  # the second dataset was encoded with the first's tokenizer
+    assert (
+        a["provenance.tokenizer_sha256"] == json.loads((prepared / "manifest.json").read_text())["tokenizer"]["sha256"]
+    )

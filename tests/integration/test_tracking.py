@@ -39,17 +39,33 @@ def _train_cli(tmp_path: Path, *args: str, multirun: bool = False) -> subprocess
 def test_wandb_offline_run_holds_config_and_metrics_and_no_secret(tmp_path):
     run = tmp_path / "outputs" / "run"
     result = _train_cli(
-        tmp_path, "logger=wandb", "logger.wandb.group=g", f"+extra.api_key={FAKE_KEY}", f"hydra.run.dir={run}"
+        tmp_path,
+        "logger=wandb",
+        "logger.project=llm",
+        "logger.group=lr-sweep",
+        f"+extra.api_key={FAKE_KEY}",
+        f"hydra.run.dir={run}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (offline_dir,) = (run / "wandb").glob("offline-run-*")
     offline = read_offline_run(offline_dir)
-    assert offline.group == "g" and "experiment=smoke" in offline.tags
+    assert offline.project == "llm" and offline.group == "lr-sweep" and "experiment=smoke" in offline.tags
     assert offline.config["model"]["n_embd"] == 32 and offline.config["extra"]["api_key"] == "***"
     assert offline.summary["val/loss"] == pytest.approx(read_metrics_csv(run / "metrics.csv")["val/loss"][-1][1])
     assert any("train/loss" in row for row in offline.history)
     leaks = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_wandb_settings_have_a_short_form_and_the_long_form_still_wins(make_cfg):
+    cfg = make_cfg("logger=wandb", "logger.project=llm", "logger.group=lr-sweep", "logger.tags=[a,b]")
+    assert (cfg.logger.wandb.project, cfg.logger.wandb.group, list(cfg.logger.wandb.tags)) == (
+        "llm",
+        "lr-sweep",
+        ["a", "b"],
+    )
+    cfg = make_cfg("logger=wandb", "logger.group=short", "logger.wandb.group=long")
+    assert cfg.logger.wandb.group == "long"
 
 
 def test_throughput_metrics_are_logged(make_cfg, tmp_path):

@@ -29,8 +29,8 @@ BAD = [
     ("trainer.devices=2", "trainer.devices=2 with strategy=single (one process); use strategy=ddp"),
 ]
 CPU_BAD = [
-    ("trainer.precision=16-mixed", "trainer.precision=16-mixed needs a GPU, but this run uses the CPU"),
-    ("trainer.precision=bf16-mixed trainer.accelerator=cpu", "trainer.precision=bf16-mixed needs a GPU"),
+    ("trainer.precision=16-mixed", "trainer.precision=16-mixed needs a CUDA GPU (trainer.accelerator=auto)"),
+    ("trainer.precision=bf16-mixed trainer.accelerator=cpu", "trainer.precision=bf16-mixed needs a CUDA GPU"),
     ("trainer.accelerator=gpu strategy=ddp trainer.devices=2", "trainer.devices=2, but this machine has 0 GPUs"),
 ]
 
@@ -70,6 +70,6 @@ def test_valid_typed_overrides_pass():
 def test_train_rejects_a_bad_config_before_any_work(make_cfg, tmp_path):
     from llmexp.training.run import train
 
-    with pytest.raises(ConfigError, match=r"trainer\.precision=bf16-true needs a GPU"):
+    with pytest.raises(ConfigError, match=r"trainer\.precision=bf16-true needs a CUDA GPU"):
         train(make_cfg("experiment=smoke", "trainer.accelerator=cpu", "trainer.precision=bf16-true"))
     assert not (tmp_path / "run").exists()

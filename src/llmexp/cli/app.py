@@ -30,9 +30,33 @@ def check_command_line(config_name: str, argv: list[str], program: str) -> None:
         raise SystemExit(2) from None
 
 
-def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
+def preflight_or_exit(config_name: str, argv: list[str], program: str) -> None:
+    """`--preflight`: check every trial of the sweep; exit 1, submitting nothing, when one cannot run."""
+    from llmexp.preflight import run_preflight
+
+    args = get_args_parser().parse_intermixed_args(argv)
+    report = run_preflight(args.config_name or config_name, list(args.overrides))
+    print(report.text(), flush=True)
+    if not report.ok:
+        print(f"{program}: nothing submitted", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_app(config_name: str, task: Callable[[DictConfig], Any], preflight: bool = False) -> None:
     program = sys.argv[0].rsplit("/", 1)[-1]
-    check_command_line(config_name, sys.argv[1:], program)
+    if preflight and "--preflight" in sys.argv:
+        sys.argv.remove("--preflight")
+        check_command_line(config_name, sys.argv[1:], program)
+        preflight_or_exit(config_name, sys.argv[1:], program)
+    else:
+        check_command_line(config_name, sys.argv[1:], program)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
     def _main(cfg: DictConfig) -> Any:
@@ -40,6 +64,8 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
             return task(cfg)
         except UserError as err:
             print(f"{program}: error: {err}", file=sys.stderr)
+            if _in_multirun():
+                raise  # one trial's mistake: the sweeper records the trial as failed and goes on
             raise SystemExit(2) from None
 
     _main()

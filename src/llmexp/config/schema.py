@@ -23,8 +23,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from llmexp.errors import ConfigError
 
-HALF_PRECISIONS = {"16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true"}
-
 
 @dataclass
 class EvalSchema:
@@ -176,11 +174,10 @@ def check_combinations(cfg: DictConfig) -> None:
     if isinstance(trainer, DictConfig):
         accelerator, precision = _value(trainer, "accelerator"), _value(trainer, "precision")
         devices = _value(trainer, "devices")
-        if str(precision) in HALF_PRECISIONS and _uses_cpu(accelerator):
-            raise ConfigError(
-                f"trainer.precision={precision} needs a GPU, but this run uses the CPU (trainer.accelerator="
-                f"{accelerator}); use trainer.precision=32-true (or auto)"
-            )
+        if precision is not _MISSING and accelerator is not _MISSING:
+            from llmexp.training.strategies import check_precision  # the one rule for half precision
+
+            check_precision(precision, accelerator)
         strategy = cfg.get("strategy")
         single = isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith("single_device")
         if single and isinstance(devices, int) and devices > 1:

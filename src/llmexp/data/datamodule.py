@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ class CausalLMDataModule(L.LightningDataModule):
         num_workers: int = 1,
         cache_dir: str = "outputs/cache",
         seed: int = 0,
+        collator: Callable[..., Callable] | None = None,
     ):
+        """`collator`: a factory called with `tokenizer=` once it exists (masked LM, span corruption); None stacks
+        the causal input/label pairs."""
         super().__init__()
         if block_size < 2 or batch_size < 1:
             raise ValueError(f"data.block_size must be >= 2 and data.batch_size >= 1 (got {block_size}, {batch_size})")
@@ -57,6 +61,7 @@ class CausalLMDataModule(L.LightningDataModule):
         self.prepared: TokenizedCorpus | None = None
         self._train_sampler: ResumableSampler | None = None
         self._resume_state: dict[str, int] | None = None
+        self.collator_factory, self.collate_fn = collator, None
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:
         """Train or load the tokenizer (or take the given one, e.g. from a checkpoint) and tokenise the corpus.
@@ -68,6 +73,8 @@ class CausalLMDataModule(L.LightningDataModule):
         else:
             tokens = tokenize_corpus(self.corpus, tokenizer, Path(self.cache_dir))
             self.prepared = TokenizedCorpus(tokenizer=tokenizer, tokens=tokens, tokenizer_path=None)
+        if self.collator_factory is not None:
+            self.collate_fn = self.collator_factory(tokenizer=self.prepared.tokenizer)
         return self.prepared.tokenizer
 
     def fingerprint(self) -> str:
@@ -95,6 +102,7 @@ class CausalLMDataModule(L.LightningDataModule):
             batch_size=batch_size,
             sampler=sampler,
             drop_last=True,
+            collate_fn=self.collate_fn,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

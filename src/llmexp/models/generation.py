@@ -3,6 +3,7 @@ with left padding, greedy or sampled decoding."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,46 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return ids, mask
 
 
+class _Outputs:
+    """New tokens per row, and which rows are done (EOS, a stop sequence of ids, or a stop string)."""
+
+    def __init__(self, batch, cfg, eos_id, stop_sequences, stop_strings, decode, device):
+        self.tokens: list[list[int]] = [[] for _ in range(batch)]
+        self.finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.cfg, self.eos_id = cfg, eos_id
+        self.stop_sequences = [list(s) for s in stop_sequences or [] if s]
+        self.stop_strings = [s for s in stop_strings or [] if s]
+        if self.stop_strings and decode is None:
+            raise ValueError("stop_strings need a decode function (token ids -> text)")
+        self.decode = decode
+
+    def add(self, next_ids: torch.Tensor) -> bool:
+        """Append one token per unfinished row; True once every row is done."""
+        for row, token in enumerate(next_ids.tolist()):
+            if self.finished[row]:
+                continue
+            if self.cfg.stop_at_eos and token == self.eos_id:
+                self.finished[row] = True
+                continue
+            out = self.tokens[row]
+            out.append(token)
+            for seq in self.stop_sequences:
+                if out[-len(seq) :] == seq:
+                    del out[-len(seq) :]
+                    self.finished[row] = True
+                    break
+            if self.stop_strings and not self.finished[row]:
+                text = self.decode(out)
+                self.finished[row] = any(s in text for s in self.stop_strings)
+        return bool(self.finished.all())
+
+
+def cut_at_stop(text: str, stop_strings: list[str]) -> str:
+    """The text before the first stop string (generation keeps the tokens that complete one)."""
+    cuts = [text.index(s) for s in stop_strings if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
 @torch.inference_mode()
 def generate(
     model: nn.Module,
@@ -77,49 +118,84 @@ def generate(
     eos_id: int,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    stop_sequences: list[list[int]] | None = None,
+    stop_strings: list[str] | None = None,
+    decode: Callable[[list[int]], str] | None = None,
 ) -> list[list[int]]:
-    """New token ids for each prompt (prompt excluded), stopping at EOS (not included) or max_new_tokens.
+    """New token ids for each prompt (prompt excluded), stopping at EOS (not included), at a stop sequence of ids
+    (not included), once the decoded text holds a stop string (tokens kept; see `cut_at_stop`), or at
+    max_new_tokens. Decoder-only models continue the prompt; encoder-decoder models (T5) read it with the encoder.
 
     Prompts longer than the context are cut from the left so that the answer always fits.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
+    family = getattr(model.config, "family", "gpt")
+    if family == "bert":
+        raise ValueError("model family 'bert' is an encoder with a masked-LM head; it does not generate text")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = _Outputs(len(prompts), cfg, eos_id, stop_sequences, stop_strings, decode, device)
+    try:
+        if getattr(model, "is_encoder_decoder", False):
+            _seq2seq_loop(model, prompts, cfg, outputs, generator, use_cache, device)
+        else:
+            _decoder_loop(model, prompts, cfg, outputs, generator, use_cache, device)
+    finally:
+        model.train(was_training)
+    return outputs.tokens
+
+
+def _next_token(logits, seen, cfg, generator) -> torch.Tensor:
+    if cfg.repetition_penalty == 1.0:
+        return choose_next(logits, cfg, generator)
+    next_ids = choose_next(apply_repetition_penalty(logits, seen, cfg.repetition_penalty), cfg, generator)
+    seen[torch.arange(len(next_ids), device=seen.device), next_ids] = True
+    return next_ids
+
+
+def _decoder_loop(model, prompts, cfg, outputs, generator, use_cache, device) -> None:
     context = model.config.max_seq_len
     max_new = min(cfg.max_new_tokens, context - 1)
     prompts = [p[-(context - max_new) :] for p in prompts]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    ids, mask = left_pad(prompts, pad_id=eos_id, device=device)
+    ids, mask = left_pad(prompts, pad_id=outputs.eos_id, device=device)
     batch = ids.shape[0]
     seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
     seen.scatter_(1, ids, mask.bool())
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    outputs: list[list[int]] = [[] for _ in range(batch)]
     cache = model.new_cache(batch, ids.shape[1] + max_new) if use_cache else None
-    step_ids, step_mask = ids, mask
+    # Without padding no mask is needed (the fast causal path); with a cache, the padding of the prompt stays
+    # recorded in it, so the steps after the prompt need no mask either.
+    padded = not bool(mask.all())
+    step_ids, step_mask = ids, mask if padded else None
     for _ in range(max_new):
         if cache is not None:
             logits = model(step_ids, attention_mask=step_mask, cache=cache)[:, -1]
         else:
-            logits = model(ids, attention_mask=mask)[:, -1]
-        if cfg.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty)
-        next_ids = choose_next(logits, cfg, generator)
-        for row in range(batch):
-            if finished[row]:
-                continue
-            token = int(next_ids[row])
-            if cfg.stop_at_eos and token == eos_id:
-                finished[row] = True
-            else:
-                outputs[row].append(token)
-        if bool(finished.all()):
+            logits = model(ids, attention_mask=mask if padded else None)[:, -1]
+        next_ids = _next_token(logits, seen, cfg, generator)
+        if outputs.add(next_ids):
             break
-        seen[torch.arange(batch, device=device), next_ids] = True
-        step_ids = next_ids.unsqueeze(1)
-        step_mask = torch.ones_like(step_ids)
+        step_ids, step_mask = next_ids.unsqueeze(1), None
         ids = torch.cat([ids, step_ids], dim=1)
-        mask = torch.cat([mask, step_mask], dim=1)
-    model.train(was_training)
-    return outputs
+        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
+
+
+def _seq2seq_loop(model, prompts, cfg, outputs, generator, use_cache, device) -> None:
+    """Encode the (left-padded) prompts once; decode from the start token (T5: the pad id) with a KV cache."""
+    prompts = [p[-model.config.max_seq_len :] for p in prompts]
+    start_id = model.config.pad_token_id
+    ids, mask = left_pad(prompts, pad_id=start_id, device=device)
+    batch = ids.shape[0]
+    memory = model.encode(ids, mask)
+    cache = model.new_cache(memory, cfg.max_new_tokens + 1) if use_cache else None
+    decoded = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
+    seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
+    step_ids = decoded
+    for _ in range(cfg.max_new_tokens):
+        logits = model.decode(step_ids if cache is not None else decoded, memory, mask, cache=cache)[:, -1]
+        next_ids = _next_token(logits, seen, cfg, generator)
+        if outputs.add(next_ids):
+            break
+        step_ids = next_ids.unsqueeze(1)
+        decoded = torch.cat([decoded, step_ids], dim=1)

@@ -16,6 +16,7 @@ from llmexp.models.layers import (
     init_weights,
     make_norm,
     scale_residual_projections,
+    sinusoidal_table,
 )
 
 
@@ -33,7 +34,7 @@ class GPTConfig:
     mlp: str = "gelu"  # gelu | swiglu
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
-    pos_emb: str = "learned"  # learned | rope
+    pos_emb: str = "learned"  # learned | rope | sinusoidal
     rope_theta: float = 10000.0
     bias: bool = True
     dropout: float = 0.0
@@ -50,8 +51,8 @@ class GPTConfig:
             self.intermediate_size = (
                 4 * self.n_embd if self.mlp == "gelu" else 256 * ((8 * self.n_embd // 3 + 255) // 256)
             )
-        if self.pos_emb not in ("learned", "rope"):
-            raise ValueError(f"model.pos_emb must be 'learned' or 'rope', got {self.pos_emb!r}")
+        if self.pos_emb not in ("learned", "rope", "sinusoidal"):
+            raise ValueError(f"model.pos_emb must be 'learned', 'rope' or 'sinusoidal', got {self.pos_emb!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
@@ -124,6 +125,8 @@ class GPT(nn.Module):
         self.rope = (
             RotaryEmbedding(head_dim, config.max_seq_len, config.rope_theta) if config.pos_emb == "rope" else None
         )
+        if config.pos_emb == "sinusoidal":
+            self.register_buffer("sin_table", sinusoidal_table(config.max_seq_len, config.n_embd), persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm_f = make_norm(config.norm, config.n_embd, config.norm_eps, config.bias)
@@ -160,6 +163,8 @@ class GPT(nn.Module):
         x = self.wte(input_ids)
         if self.wpe is not None:
             x = x + self.wpe(position_ids)
+        elif self.config.pos_emb == "sinusoidal":
+            x = x + self.sin_table[position_ids]
         x = self.drop(x)
         rope = self.rope(position_ids) if self.rope is not None else None
         for i, block in enumerate(self.blocks):

@@ -97,22 +97,104 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(batch, seq, -1))
 
 
+# name -> (activation, gated). "gelu" is GPT-2's tanh approximation; "gelu_exact" is BERT's erf form.
+MLP_KINDS = {
+    "gelu": (lambda x: F.gelu(x, approximate="tanh"), False),
+    "gelu_exact": (F.gelu, False),
+    "relu": (F.relu, False),
+    "swiglu": (F.silu, True),
+    "geglu": (lambda x: F.gelu(x, approximate="tanh"), True),
+}
+
+
 class MLP(nn.Module):
-    """GELU MLP (GPT-2, BERT) or SwiGLU (Llama)."""
+    """Feed-forward block: GELU (GPT-2, BERT), ReLU (T5), or gated SwiGLU (Llama) / GeGLU (T5 v1.1)."""
 
     def __init__(self, n_embd: int, hidden: int, kind: str, bias: bool):
         super().__init__()
-        if kind not in ("gelu", "swiglu"):
-            raise ValueError(f"mlp must be 'gelu' or 'swiglu', got {kind!r}")
+        if kind not in MLP_KINDS:
+            raise ValueError(f"mlp must be one of {sorted(MLP_KINDS)}, got {kind!r}")
         self.kind = kind
+        self.act, gated = MLP_KINDS[kind]
         self.up = nn.Linear(n_embd, hidden, bias=bias)
-        self.gate = nn.Linear(n_embd, hidden, bias=bias) if kind == "swiglu" else None
+        self.gate = nn.Linear(n_embd, hidden, bias=bias) if gated else None
         self.down = nn.Linear(hidden, n_embd, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate is not None:
-            return self.down(F.silu(self.gate(x)) * self.up(x))
-        return self.down(F.gelu(self.up(x), approximate="tanh"))
+            return self.down(self.act(self.gate(x)) * self.up(x))
+        return self.down(self.act(self.up(x)))
+
+
+class MultiHeadAttention(nn.Module):
+    """Attention with separate q/k/v/o projections: bidirectional or causal self-attention, or cross-attention
+    (keys/values from `memory`). An additive `bias` (T5's relative positions) and a boolean key mask may be given.
+
+    `scale=None` is 1/sqrt(head_dim); T5 folds the scale into its weights and passes 1.0.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, head_dim: int, bias: bool, dropout: float, scale: float | None = None):
+        super().__init__()
+        self.n_head, self.head_dim, self.scale, self.dropout = n_head, head_dim, scale, dropout
+        inner = n_head * head_dim
+        self.q = nn.Linear(n_embd, inner, bias=bias)
+        self.k = nn.Linear(n_embd, inner, bias=bias)
+        self.v = nn.Linear(n_embd, inner, bias=bias)
+        self.o = nn.Linear(inner, n_embd, bias=bias)
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.n_head, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of `memory` (computed once per generation for cross-attention)."""
+        return self.heads(self.k(memory)), self.heads(self.v(memory))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: LayerKVCache | None = None,
+        cache_start: int = 0,
+    ) -> torch.Tensor:
+        """`mask` is boolean [B, 1, Tq, Tk] (True = may attend); `bias` is additive [B or 1, H, Tq, Tk]."""
+        batch, seq, _ = x.shape
+        q = self.heads(self.q(x))
+        k, v = memory_kv if memory_kv is not None else self.project_kv(x)
+        if cache is not None and memory_kv is None:
+            k, v = cache.update(k, v, cache_start)
+        attn_mask = bias
+        if mask is not None:
+            attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf"))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
+        )
+        return self.o(y.transpose(1, 2).reshape(batch, seq, -1))
+
+
+def sinusoidal_table(max_len: int, dim: int) -> torch.Tensor:
+    """Fixed sin/cos position table of "Attention is all you need" ([max_len, dim]; sines in even columns)."""
+    position = torch.arange(max_len, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(max_len, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
+def key_padding_mask(attention_mask: torch.Tensor | None, n_queries: int) -> torch.Tensor | None:
+    """[B, Tk] real-token mask -> boolean [B, 1, Tq, Tk] for SDPA (None stays None: nothing to hide)."""
+    if attention_mask is None:
+        return None
+    return attention_mask.bool()[:, None, None, :].expand(-1, 1, n_queries, -1)
+
+
+def positions_from_mask(attention_mask: torch.Tensor | None, batch: int, seq: int, device) -> torch.Tensor:
+    """Positions that count real tokens only, so a left-padded sequence starts at position 0."""
+    if attention_mask is None:
+        return torch.arange(seq, device=device).expand(batch, seq)
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
 def init_weights(module: nn.Module, std: float) -> None:
@@ -131,3 +213,41 @@ def scale_residual_projections(model: nn.Module, std: float, n_layer: int) -> No
     for name, param in model.named_parameters():
         if name.endswith(("attn.proj.weight", "mlp.down.weight")):
             nn.init.normal_(param, mean=0.0, std=scaled)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned bias per (head, bucketed query-key distance), added to attention scores of every layer."""
+
+    def __init__(self, n_head: int, num_buckets: int, max_distance: int, bidirectional: bool):
+        super().__init__()
+        self.num_buckets, self.max_distance, self.bidirectional = num_buckets, max_distance, bidirectional
+        self.relative_attention_bias = nn.Embedding(num_buckets, n_head)
+
+    def bucket(self, relative: torch.Tensor) -> torch.Tensor:
+        """Exact buckets for small distances, log-spaced ones up to max_distance (as in T5)."""
+        num_buckets, buckets = self.num_buckets, torch.zeros_like(relative)
+        if self.bidirectional:
+            num_buckets //= 2
+            buckets = buckets + (relative > 0).long() * num_buckets
+            relative = relative.abs()
+        else:
+            relative = -torch.clamp(relative, max=0)
+        max_exact = num_buckets // 2
+        large = (
+            max_exact
+            + (
+                torch.log(relative.float().clamp(min=1) / max_exact)
+                / math.log(self.max_distance / max_exact)
+                * (num_buckets - max_exact)
+            ).long()
+        )
+        large = large.clamp(max=num_buckets - 1)
+        return buckets + torch.where(relative < max_exact, relative, large)
+
+    def forward(self, q_len: int, k_len: int, q_start: int = 0) -> torch.Tensor:
+        """Additive bias [1, H, q_len, k_len] for queries at positions q_start.. and keys at 0..k_len-1."""
+        device = self.relative_attention_bias.weight.device
+        query = torch.arange(q_start, q_start + q_len, device=device)[:, None]
+        key = torch.arange(k_len, device=device)[None, :]
+        values = self.relative_attention_bias(self.bucket(key - query))
+        return values.permute(2, 0, 1).unsqueeze(0)

@@ -52,6 +52,12 @@ class CausalLMTask(L.LightningModule):
         self.val_nats = SumMetric()
         self.val_bytes = SumMetric()
 
+    def configure_model(self) -> None:
+        """Parallelism is applied from outside the model: a strategy that shards it (fsdp2) offers `parallelize`."""
+        parallelize = getattr(self.trainer.strategy, "parallelize", None)
+        if parallelize is not None:
+            parallelize(self.model)
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
 

@@ -27,10 +27,29 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+# Overrides that say where a run is, not what it is: left out of run names and tags.
+_PLACE_KEYS = ("hydra.", "hydra/", "paths.", "ckpt_path", "sweep.")
+
+
+def describing_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that describe the run (no paths, sweep bookkeeping or secrets)."""
+    secrets = set(secret_overrides(overrides))
+    return [o for o in overrides if o not in secrets and not o.lstrip("+~").startswith(_PLACE_KEYS)]
+
+
+def sweep_group() -> str | None:
+    """In a multirun: the sweep folder's name, shared by every trial of the sweep (resumed sessions included)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(str(HydraConfig.get().sweep.dir)).name
+
+
 def run_name_from_overrides(overrides: list[str], max_len: int = 120) -> str | None:
     """`model=gpt_tiny optimizer.lr=1e-3` -> `model=gpt_tiny,optimizer.lr=1e-3` (paths and secrets left out)."""
-    secrets = set(secret_overrides(overrides))
-    kept = [o for o in overrides if o not in secrets and not o.startswith(("hydra.", "paths.", "ckpt_path"))]
+    kept = describing_overrides(overrides)
     name = ",".join(re.sub(r"\s+", "", o) for o in kept)
     return name[:max_len] or None
 
@@ -45,8 +64,9 @@ def wandb_logger(
     offline: bool | None = None,
     log_model: bool = False,
 ) -> WandbLogger:
-    """WandbLogger with llmexp's defaults. offline=None: offline exactly when no credentials are configured, so a run
-    never blocks on a login prompt; offline runs are uploaded later with `wandb sync <run>/wandb/offline-run-*`."""
+    """WandbLogger with llmexp's defaults. group=None: in a sweep, the sweep's name. offline=None: offline exactly
+    when no credentials are configured, so a run never blocks on a login prompt; offline runs are uploaded later with
+    `wandb sync <run>/wandb/offline-run-*`."""
     if offline is None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not has_wandb_credentials()
     overrides = job_overrides()
@@ -61,8 +81,8 @@ def wandb_logger(
     return WandbLogger(
         project=project,
         entity=entity,
-        group=group,
-        tags=list(tags or []) + [o for o in overrides if not secret_overrides([o])][:20],
+        group=group or sweep_group(),
+        tags=list(tags or []) + describing_overrides(overrides)[:20],
         name=name or run_name_from_overrides(overrides),
         save_dir=save_dir,
         offline=offline,

@@ -51,6 +51,7 @@ def iter_records(path: str | Path) -> Iterator[pb.Record]:
 @dataclass
 class OfflineRun:
     run_id: str = ""
+    project: str = ""
     name: str = ""
     group: str = ""
     tags: list[str] = field(default_factory=list)
@@ -73,7 +74,7 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.run_id, run.name, run.group = record.run.run_id, record.run.display_name, record.run.run_group
-            run.tags = list(record.run.tags)
+            run.project, run.tags = record.run.project, list(record.run.tags)
             for item in record.run.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)
         elif kind == "config":

@@ -22,6 +22,7 @@ from torch import nn
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import CheckpointError
 from llmexp.models import config_from_dict
+from llmexp.training.sharded import read_sharded_metadata
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def read_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint without unpickling arbitrary objects, and check its digest; CheckpointError otherwise."""
     path = Path(path)
+    if path.is_dir():  # a sharded folder (fsdp, fsdp2, deepspeed): its metadata; the weights stay with the strategy
+        return read_sharded_metadata(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such file")
     try:
@@ -157,6 +160,8 @@ def tokenizer_from_checkpoint(checkpoint: dict[str, Any]) -> Tokenizer:
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """The bare model with the checkpoint's weights (the task's `model.` prefix stripped)."""
+    if "state_dict" not in checkpoint:
+        raise CheckpointError("a sharded checkpoint folder holds no single state_dict; run llmexp-convert on it first")
     model = config_from_dict(checkpoint["llmexp"]["model_config"]).build()
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

@@ -18,13 +18,17 @@ import llmexp
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
+from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models import config_from_dict
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.checkpoint import read_checkpoint, resolve_ckpt_path, tokenizer_from_checkpoint
+from llmexp.training.init_from import load_initial_weights
 from llmexp.training.quiet import silence_library_noise
+from llmexp.training.requeue import forget_requeue_checkpoints
+from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -34,11 +38,17 @@ def _metric_values(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor)}
 
 
-def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] | None):
-    """The model's config: from the checkpoint when resuming (the weights decide the shape), else from cfg.model."""
+def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] | None, init=None):
+    """The model's config: from the checkpoint when resuming or from `init_from` weights (the weights decide the
+    shape), else from cfg.model."""
     if resume is not None:
         return config_from_dict(resume["llmexp"]["model_config"])
-    model_cfg = instantiate(cfg.model, vocab_size=vocab_size)
+    model_cfg = init.model_config if init is not None else instantiate(cfg.model, vocab_size=vocab_size)
+    if model_cfg.vocab_size != vocab_size:
+        raise ConfigError(
+            f"init_from={cfg.get('init_from')} has a vocabulary of {model_cfg.vocab_size} but the tokenizer has "
+            f"{vocab_size}; give a directory with its tokenizer.json, or a matching tokenizer"
+        )
     if cfg.data.block_size > model_cfg.max_seq_len:
         raise ConfigError(
             f"data.block_size={cfg.data.block_size} exceeds model.max_seq_len={model_cfg.max_seq_len}; "
@@ -60,17 +70,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     validate_config(cfg)
     silence_library_noise()
+    check_hardware(cfg)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
+    init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
-    tokenizer = datamodule.prepare(
-        instantiate(cfg.tokenizer), tokenizer=tokenizer_from_checkpoint(resume) if resume else None
-    )
-    model_config = build_model_config(cfg, tokenizer.vocab_size, resume)
+    given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
+    tokenizer = datamodule.prepare(instantiate(cfg.tokenizer), tokenizer=given_tokenizer)
+    model_config = build_model_config(cfg, tokenizer.vocab_size, resume, init)
     model = model_config.build()
+    if init is not None:
+        model.load_state_dict(init.state_dict)
+    if cfg.get("compile"):
+        model.compile()  # in place: parameter names, and so checkpoints, stay those of the plain model
     resolved = redact(to_container(cfg))
     fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
     provenance = collect_provenance(data_fingerprint=fingerprint, tokenizer_sha256=tokenizer.sha256())
@@ -89,30 +104,42 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     trainer = build_trainer(cfg)
     n_params = sum(p.numel() for p in model.parameters())
+    flops_per_token = model_config.flops_per_token(cfg.data.block_size)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         tokenizer.save(run_dir / "tokenizer.json")
         scrub_hydra_files(run_dir, job_overrides())
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         (run_dir / "provenance.json").write_text(json.dumps({**provenance, "all_packages": all_packages()}, indent=2))
-        log.info("model: %s parameters (%s non-embedding)", f"{n_params:,}", f"{model_config.num_params():,}")
+        log.info(
+            "model: %s parameters (%s non-embedding), %s training FLOPs per token",
+            f"{n_params:,}",
+            f"{model_config.num_params():,}",
+            f"{flops_per_token:,}",
+        )
     for logger in trainer.loggers:
-        logger.log_hyperparams({**resolved, "model/params": n_params})
+        logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
-        if cfg.eval.final_validation:
+        if cfg.eval.get("final_validation"):
             trainer.limit_val_batches = cfg.eval.limit_batches if cfg.eval.limit_batches is not None else 1.0
             (results,) = trainer.validate(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(results))
+        if cfg.eval.get("tasks"):  # eval=suite / multiple_choice / ...: the benchmark tasks on the final model
+            metrics.update(evaluate_after_training(trainer, model, tokenizer, cfg.eval))
     finally:
         close_loggers(trainer)
-    metrics.update(step=trainer.global_step, params=n_params, seconds=round(time.time() - started, 1))
+    metrics.update(step=trainer.global_step, params=n_params, flops_per_token=flops_per_token)
+    metrics["seconds"] = round(time.time() - started, 1)
     if trainer.is_global_zero:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         last = run_dir / "checkpoints" / "last.ckpt"
         print(f"\nRun folder: {run_dir}")
-        if last.exists():
+        if last.is_dir():  # sharded (fsdp, fsdp2, deepspeed): one file first
+            print(f"Consolidate: llmexp-convert ckpt_path={last}")
+        elif last.exists():
             print(f'Generate: llmexp-generate ckpt_path={last} prompt="The for statement"')
     return metrics

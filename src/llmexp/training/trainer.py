@@ -11,6 +11,7 @@ from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
 
 from llmexp.training.checkpoint import AtomicCheckpointIO
+from llmexp.training.strategies import build_strategy, check_precision
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:
@@ -22,10 +23,11 @@ def resolve_precision(precision: str | int, accelerator: str) -> str | int:
 
 
 def instantiate_dict(group: DictConfig | None) -> list:
-    """Every non-null entry of a dict-shaped group (callbacks, logger), in order."""
+    """Every component (a node with a `_target_`) of a dict-shaped group (callbacks, logger), in order; plain values
+    beside them (logger=wandb's project, group, tags) are settings the components interpolate."""
     if not group:
         return []
-    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
 def with_atomic_checkpoints(strategy: Strategy) -> Strategy:
@@ -36,11 +38,12 @@ def with_atomic_checkpoints(strategy: Strategy) -> Strategy:
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     return instantiate(
         cfg.trainer,
-        strategy=with_atomic_checkpoints(instantiate(cfg.strategy)),
+        strategy=with_atomic_checkpoints(build_strategy(cfg.strategy)),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         callbacks=callbacks,
         logger=loggers or False,

@@ -1,0 +1,12 @@
+"""`llmexp-convert`: consolidate a sharded FSDP/fsdp2/DeepSpeed checkpoint folder into one file."""
+
+from llmexp.cli.app import run_app
+from llmexp.training.convert import convert_checkpoint
+
+
+def main() -> None:
+    run_app("convert", convert_checkpoint)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""`llmexp-export ckpt_path=... out=...`: write a checkpoint as a `transformers` model directory."""
+
+from omegaconf import DictConfig
+
+from llmexp.cli.app import run_app
+from llmexp.finetune.export import export_with_generation_config
+from llmexp.models.generation import SamplingConfig
+
+
+def export(cfg: DictConfig) -> None:
+    out = export_with_generation_config(cfg.ckpt_path, cfg.out, SamplingConfig(**cfg.generation))
+    print(f"Exported {cfg.ckpt_path} to {out} (load with transformers' AutoModel*.from_pretrained)")
+
+
+def main() -> None:
+    run_app("export", export)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Rows of a labelled or instruction dataset from a local file (jsonl, json, csv, tsv, parquet) or `datasets`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from llmexp.data.sampler import ResumableSampler
+from llmexp.errors import DataError
+
+FILE_KINDS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+
+
+def _read_file(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data["data"] if isinstance(data, dict) and "data" in data else data
+    if suffix in (".csv", ".tsv"):
+        csv.field_size_limit(sys.maxsize)
+        with path.open(encoding="utf-8", newline="") as handle:
+            # TSV files such as GLUE's hold quote characters inside text: read them literally.
+            kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+            return list(csv.DictReader(handle, **kwargs))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(FILE_KINDS)}")
+
+
+def read_records(source: str, split: str = "train", key: str = "data.train_file") -> list[dict]:
+    """Every row of `source`: a local file, or else the name of a `datasets` dataset (its `split`)."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        try:
+            rows = _read_file(path)
+        except (ValueError, UnicodeDecodeError, csv.Error) as err:
+            raise DataError(f"{key}={source}: cannot be parsed ({type(err).__name__}: {err})") from err
+    elif path.suffix.lower() in FILE_KINDS or path.parent != Path("."):
+        raise DataError(f"{key}={source}: no such file")
+    else:
+        import datasets
+
+        try:
+            rows = list(datasets.load_dataset(source, split=split))
+        except Exception as err:  # unknown name, no network, missing split: say which
+            raise DataError(f"{key}={source}: not a file, and `datasets` cannot load it ({err})") from err
+    if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
+        raise DataError(f"{key}={source}: expected a non-empty list of records (objects/rows)")
+    return rows
+
+
+def column(rows: list[dict], field: str, key: str) -> list:
+    missing = next((i for i, row in enumerate(rows) if field not in row), None)
+    if missing is not None:
+        raise DataError(f"{key}={field!r}: row {missing} has no such field; it has {sorted(rows[missing])}")
+    return [row[field] for row in rows]
+
+
+def sharded_loader(
+    datamodule: L.LightningDataModule, items: list, batch_size: int, shuffle: bool, collate_fn, seed: int, workers: int
+) -> DataLoader:
+    """A loader over this rank's share of `items`, shuffled per epoch from the seed (the run sets
+    `use_distributed_sampler: false`, so each data module shards its own data)."""
+    trainer = datamodule.trainer
+    rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    sampler = ResumableSampler(len(items), seed, shuffle=shuffle, rank=rank, world_size=world)
+    return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=workers)

@@ -1,0 +1,51 @@
+"""One evaluation run from a composed config: checkpoint -> model and tokenizer -> tasks -> eval_results.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from llmexp.config.overrides import job_overrides
+from llmexp.errors import CheckpointError
+from llmexp.evaluation.suite import EvalSettings, run_tasks
+from llmexp.generation import pick_device
+from llmexp.models.gpt import GPT
+from llmexp.tracking.secrets import redact, scrub_hydra_files
+from llmexp.training.checkpoint import load_for_inference
+from llmexp.training.quiet import silence_library_noise
+
+log = logging.getLogger(__name__)
+
+
+def format_table(results: dict[str, float]) -> str:
+    """`task  metric  value` lines, grouped by task, for the terminal."""
+    rows = [(*key.split("/", 1), value) for key, value in results.items()]
+    width = max((len(task) for task, _, _ in rows), default=4)
+    return "\n".join(f"{task:<{width}}  {metric:<16} {value:.4f}" for task, metric, value in rows)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate `cfg.ckpt_path` on `cfg.eval`; print a table; write <run>/eval_results.json; return the metrics."""
+    silence_library_noise()
+    settings = EvalSettings.from_config(cfg.eval)
+    model, tokenizer, _ = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
+    if not isinstance(model, GPT):
+        raise CheckpointError(
+            f"ckpt_path={cfg.ckpt_path}: a {type(model).__name__}; llmexp-eval scores decoder-only (GPT-family) models"
+        )
+    results = run_tasks(model, tokenizer, settings)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scrub_hydra_files(run_dir, job_overrides())  # as llmexp-train: secret-looking overrides never reach a file
+    report = {
+        "ckpt_path": str(cfg.ckpt_path),
+        "eval": redact(OmegaConf.to_container(cfg.eval, resolve=True)),
+        "results": results,
+    }
+    (run_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
+    print(format_table(results))
+    print(f"\nResults: {run_dir / 'eval_results.json'}")
+    return results

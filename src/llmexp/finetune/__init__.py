@@ -1,0 +1,1 @@
+"""Adapting a pretrained model: initial weights, adapters (LoRA, freezing), merged export."""

@@ -1,0 +1,74 @@
+"""Build and run the server from conf/serve.yaml: load the checkpoint safely, start the engine, run uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+from omegaconf import DictConfig
+
+from llmexp.data.chat import ChatTemplate
+from llmexp.errors import CheckpointError, ConfigError
+from llmexp.finetune.export import refuse_unmerged
+from llmexp.generation import pick_device
+from llmexp.serving.app import Server, ServeSettings, create_app
+from llmexp.serving.engine import BatchingEngine
+from llmexp.training.checkpoint import model_from_checkpoint, read_checkpoint, tokenizer_from_checkpoint
+
+
+def model_name(ckpt_path: str, configured: str | None) -> str:
+    """The served model's id: as configured, else the run folder's name (outputs/runs/<date>/<time>/checkpoints/x)."""
+    if configured:
+        return configured
+    path = Path(ckpt_path).resolve()
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
+
+
+def check_servable(path: str, checkpoint: dict) -> None:
+    """Only language models are served; say what to do with a classifier or an unmerged LoRA checkpoint."""
+    if checkpoint["llmexp"].get("task") == "classification":
+        raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; llmexp-serve serves language models")
+    refuse_unmerged(path, checkpoint)
+
+
+def build_app(cfg: DictConfig) -> FastAPI:
+    """The app for cfg.ckpt_path (weights read with weights_only=True: nothing in the file is executed)."""
+    serve = cfg.serve
+    if serve.max_batch_size < 1 or serve.max_tokens_limit < 1 or serve.max_body_bytes < 1:
+        raise ConfigError(
+            "serve.max_batch_size, serve.max_tokens_limit and serve.max_body_bytes must be >= 1 "
+            f"(got {serve.max_batch_size}, {serve.max_tokens_limit}, {serve.max_body_bytes})"
+        )
+    if serve.cpu_threads:
+        # Idle OpenMP workers spin; with the event loop on the same cores that made one request 70x slower here.
+        torch.set_num_threads(serve.cpu_threads)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    check_servable(cfg.ckpt_path, checkpoint)
+    model = model_from_checkpoint(checkpoint).to(pick_device(cfg.device)).eval()
+    tokenizer, metadata = tokenizer_from_checkpoint(checkpoint), checkpoint["llmexp"]
+    del checkpoint
+    engine = BatchingEngine(model, tokenizer.eos_id, max_batch_size=serve.max_batch_size, max_wait_ms=serve.max_wait_ms)
+    settings = ServeSettings(
+        model_name=model_name(cfg.ckpt_path, serve.model_name),
+        max_tokens_limit=serve.max_tokens_limit,
+        max_body_bytes=serve.max_body_bytes,
+        request_timeout_s=serve.request_timeout_s,
+    )
+    template = ChatTemplate.from_dict(metadata.get("chat_template"))
+    return create_app(Server(engine, tokenizer, settings, template))
+
+
+def serve(cfg: DictConfig) -> None:
+    import uvicorn
+
+    app = build_app(cfg)
+    print(f"llmexp-serve: {cfg.ckpt_path} on http://{cfg.serve.host}:{cfg.serve.port}", flush=True)
+    uvicorn.run(
+        app,
+        host=cfg.serve.host,
+        port=cfg.serve.port,
+        log_level=cfg.serve.log_level,
+        limit_concurrency=cfg.serve.max_connections,
+        timeout_graceful_shutdown=5,
+    )

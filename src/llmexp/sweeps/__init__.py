@@ -1,0 +1,1 @@
+"""Sweeps that survive a cluster: a resumable, failure-tolerant Optuna study kept in the sweep folder."""

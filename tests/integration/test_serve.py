@@ -1,0 +1,241 @@
+"""`llmexp-serve` as a real process on 127.0.0.1: OpenAI-style answers, streaming, concurrency, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from llmexp.data.tokenizer import Tokenizer
+from llmexp.finetune.export import save_inference_checkpoint
+from llmexp.models.generation import SamplingConfig, generate
+from llmexp.models.gpt import GPTConfig
+from llmexp.training.checkpoint import load_for_inference
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+MAX_TOKENS_LIMIT = 48
+BODY_LIMIT = 20_000
+CONTEXT = 96
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT with large random weights (clear argmax margins, so greedy answers are unambiguous)."""
+    tokenizer = Tokenizer.load(ASSETS / "tokenizer.json")
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=32, max_seq_len=CONTEXT, init_std=0.3)
+    return save_inference_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.ckpt", cfg.build(), tokenizer, {})
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint: Path):
+    """Greedy continuation computed in this process with the shared generation loop: what the server must answer."""
+    model, tokenizer, _ = load_for_inference(checkpoint)
+
+    def continue_texts(prompts: list[str], max_tokens: int) -> list[str]:
+        sampling = SamplingConfig(max_new_tokens=max_tokens, temperature=0)
+        outputs = generate(model, [tokenizer.encode(p) for p in prompts], sampling, tokenizer.eos_id)
+        return [tokenizer.decode(ids) for ids in outputs]
+
+    return continue_texts
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve-log") / "server.log"
+    command = [
+        sys.executable, "-m", "llmexp.cli.serve", f"ckpt_path={checkpoint}", f"serve.port={port}", "device=cpu",
+        f"serve.max_tokens_limit={MAX_TOKENS_LIMIT}", f"serve.max_body_bytes={BODY_LIMIT}", "serve.max_batch_size=16",
+        "serve.max_wait_ms=20", "serve.log_level=warning",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield base
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def sse_events(response: httpx.Response) -> list:
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            data = line[len("data: ") :]
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+def complete(base: str, prompt: str, max_tokens: int, stream: bool = False, **extra) -> tuple[str, str]:
+    """(text, finish_reason) of one completion, joined from the stream when streaming."""
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream, **extra}
+    with httpx.stream("POST", f"{base}/v1/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        if not stream:
+            choice = json.loads(response.read())["choices"][0]
+            return choice["text"], choice["finish_reason"]
+        events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    chunks = [e["choices"][0] for e in events[:-1]]
+    assert all(e["object"] == "text_completion" for e in events[:-1])
+    return "".join(c["text"] for c in chunks), chunks[-1]["finish_reason"]
+
+
+def test_completion_equals_the_shared_generation_loop(server, reference):
+    text, finish = complete(server, "def add(", 20)
+    assert text == reference(["def add("], 20)[0]
+    assert finish in ("length", "stop")
+
+
+def test_streamed_pieces_join_to_the_same_text(server, reference):
+    text, finish = complete(server, "The for statement", 24, stream=True)
+    assert text == reference(["The for statement"], 24)[0]
+    assert finish in ("length", "stop")
+
+
+def test_a_body_sent_as_curl_d_sends_it_is_read_as_json(server, reference):
+    body = json.dumps({"prompt": "def add(", "max_tokens": 6, "temperature": 0})
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    response = httpx.post(f"{server}/v1/completions", content=body, headers=headers, timeout=60)
+    assert response.json()["choices"][0]["text"] == reference(["def add("], 6)[0]
+
+
+def test_chat_completion_streamed_and_not(server):
+    body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 12, "temperature": 0}
+    whole = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=60).json()
+    assert whole["object"] == "chat.completion"
+    message = whole["choices"][0]["message"]
+    assert message["role"] == "assistant"
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json={**body, "stream": True}, timeout=60) as response:
+        events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    deltas = [e["choices"][0]["delta"] for e in events[:-1]]
+    assert deltas[0]["role"] == "assistant"
+    assert "".join(d.get("content", "") for d in deltas) == message["content"]
+    assert whole["usage"]["completion_tokens"] >= 1
+
+
+def test_32_concurrent_clients_are_all_answered_correctly_in_batches(server, reference):
+    prompts = [f"import os{i} as x" if i % 2 else f"class C{i}:" for i in range(32)]
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda i: complete(server, prompts[i], 16, stream=i % 3 == 0)[0], range(32)))
+    assert answers == reference(prompts, 16)
+    metrics = httpx.get(f"{server}/metrics").text
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line.startswith("llmexp_")}
+    assert values["llmexp_batch_size_sum"] > values["llmexp_batch_size_count"]  # some requests shared a batch
+
+
+def test_several_prompts_and_samples_get_one_indexed_choice_each(server, reference):
+    body = {"prompt": ["def add(", "class "], "n": 2, "max_tokens": 8, "temperature": 0}
+    choices = httpx.post(f"{server}/v1/completions", json=body, timeout=60).json()["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2, 3]
+    first, second = reference(["def add(", "class "], 8)
+    assert [c["text"] for c in choices] == [first, first, second, second]
+
+
+def test_sampling_with_a_seed_is_reproducible(server):
+    first = complete(server, "x = ", 16, temperature=1.0, seed=7)[0]
+    assert complete(server, "x = ", 16, temperature=1.0, seed=7)[0] == first
+
+
+def test_stop_string_ends_the_text_before_it(server, reference):
+    full = reference(["def add("], 20)[0]
+    stop = full[5:8]
+    text, finish = complete(server, "def add(", 20, stop=[stop])
+    assert text == full[: full.index(stop)]
+    assert finish == "stop"
+
+
+BAD_REQUESTS = {
+    "not json": (b"{'prompt': 'x'", 400),
+    "json array": (b"[1, 2]", 400),
+    "empty body": (b"", 400),
+    "missing prompt": (b'{"max_tokens": 4}', 400),
+    "prompt of wrong type": (b'{"prompt": 3}', 400),
+    "max_tokens as a string": (b'{"prompt": "x", "max_tokens": "4"}', 400),
+    "max_tokens zero": (b'{"prompt": "x", "max_tokens": 0}', 400),
+    "max_tokens over the limit": (json.dumps({"prompt": "x", "max_tokens": MAX_TOKENS_LIMIT + 1}).encode(), 400),
+    "prompt longer than the context": (json.dumps({"prompt": "word " * CONTEXT, "max_tokens": 4}).encode(), 400),
+    "prompt plus max_tokens over the context": (json.dumps({"prompt": "a " * 60, "max_tokens": 40}).encode(), 400),
+    "temperature out of range": (b'{"prompt": "x", "temperature": 9}', 400),
+    "stream not a boolean": (b'{"prompt": "x", "stream": "yes"}', 400),
+    "too many stop strings": (b'{"prompt": "x", "stop": ["a","b","c","d","e"]}', 400),
+    "logprobs requested": (b'{"prompt": "x", "logprobs": 3}', 400),
+    "body over the size limit": (json.dumps({"prompt": "x" * BODY_LIMIT}).encode(), 413),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+def test_bad_completion_requests_get_a_clear_4xx(server, name):
+    body, status = BAD_REQUESTS[name]
+    response = httpx.post(f"{server}/v1/completions", content=body, timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and len(error["message"]) > 10
+
+
+BAD_CHATS = {
+    "no messages": {"messages": []},
+    "unknown role": {"messages": [{"role": "robot", "content": "hi"}]},
+    "content not a string": {"messages": [{"role": "user", "content": 5}]},
+    "ends with the assistant": {"messages": [{"role": "assistant", "content": "hi"}]},
+    "n too large": {"messages": [{"role": "user", "content": "hi"}], "n": 100},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CHATS))
+def test_bad_chat_requests_get_400(server, name):
+    response = httpx.post(f"{server}/v1/chat/completions", json=BAD_CHATS[name], timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["message"]
+
+
+def test_oversized_chunked_body_is_refused_without_a_length_header(server):
+    def chunks():
+        for _ in range(BODY_LIMIT // 1000 + 5):
+            yield b" " * 1000
+
+    response = httpx.post(f"{server}/v1/completions", content=chunks(), timeout=30)
+    assert response.status_code == 413
+
+
+def test_unknown_route_and_wrong_method_are_4xx(server):
+    assert httpx.post(f"{server}/v1/nothing", json={}).status_code == 404
+    assert httpx.get(f"{server}/v1/completions").status_code == 405
+
+
+def test_server_keeps_serving_after_bad_requests_and_counts_them(server, reference):
+    for body, _ in BAD_REQUESTS.values():
+        httpx.post(f"{server}/v1/completions", content=body, timeout=30)
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
+    assert complete(server, "def add(", 8)[0] == reference(["def add("], 8)[0]
+    metrics = httpx.get(f"{server}/metrics").text
+    assert 'llmexp_requests_total{endpoint="/v1/completions",status="400"}' in metrics
+    for name in ("llmexp_request_latency_seconds_bucket", "llmexp_generation_tokens_per_second", "llmexp_queue_depth"):
+        assert name in metrics

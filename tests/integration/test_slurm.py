@@ -1,0 +1,146 @@
+"""On a real SLURM cluster (slurm/local_cluster.sh, started by the `slurm_cluster` fixture): a 2-task DDP job, a
+multirun through the submitit launcher, and a job preempted part-way that requeues and resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scale_helpers import read_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ("experiment=smoke", "callbacks=minimal", "trainer.accelerator=cpu", "eval.limit_batches=2")
+
+
+@pytest.fixture
+def job_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    """What the batch script and the jobs inherit (sbatch exports the submitting environment)."""
+    return {
+        **os.environ,
+        "LLMEXP_CACHE_DIR": str(cache_dir),
+        "LLMEXP_TRAIN": f"{sys.executable} -m llmexp.cli.train",
+        "LLMEXP_RUN_DIR": str(tmp_path / "run"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def sbatch(env: dict[str, str], out: Path, *args: str) -> subprocess.CompletedProcess:
+    command = ["sbatch", "--parsable", f"--output={out}", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+
+
+def job_state(job_id: str) -> str:
+    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    return next((w.split("=", 1)[1] for w in shown.split() if w.startswith("JobState=")), "GONE")
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_sbatch_two_task_ddp_job_trains_to_completion(slurm_cluster, job_env, tmp_path):
+    out = tmp_path / "job.out"
+    result = sbatch(
+        job_env,
+        out,
+        "--wait",
+        "--ntasks-per-node=2",
+        "slurm/train.sbatch",
+        *TINY,
+        "strategy=ddp",
+        "data.batch_size=4",
+        "trainer.max_steps=10",
+    )
+    log = out.read_text() if out.exists() else ""
+    assert result.returncode == 0, (result.stderr, log[-3000:])
+    assert "1 node(s) x 2 task(s)" in log
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log  # Lightning took its ranks from SLURM
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert final["step"] == 10
+    assert final["train/tokens"] == 10 * 4 * 64 * 2  # steps x batch x block x world size
+
+
+def test_preempted_job_checkpoints_requeues_and_resumes_with_a_continuous_step_count(slurm_cluster, job_env, tmp_path):
+    out, record, steps = tmp_path / "job.out", tmp_path / "steps.jsonl", 60
+    result = sbatch(
+        job_env,
+        out,
+        "--ntasks-per-node=1",
+        "slurm/train.sbatch",
+        *TINY,
+        f"trainer.max_steps={steps}",
+        "+callbacks.slow._target_=scale_helpers.SlowSteps",
+        "+callbacks.slow.seconds=0.2",
+        "+callbacks.record._target_=scale_helpers.RecordGlobalLoss",
+        f"+callbacks.record.path={record}",
+    )
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    wait_for(lambda: record.exists() and len(read_rows(record)) >= 10, 600, "10 training steps")
+    subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before preempting
+    wait_for(lambda: job_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), 900, "the job to end")
+
+    log = out.read_text()
+    assert job_state(job_id) == "COMPLETED", log[-3000:]
+    assert f"Requeued SLURM job: {job_id}" in log and f"job {job_id} restart 1:" in log
+    rows = read_rows(record)
+    before = [r["step"] for r in rows if r["restart"] == 0]
+    after = [r["step"] for r in rows if r["restart"] == 1]
+    assert before == list(range(len(before))) and len(before) >= 10
+    assert 0 < after[0] <= before[-1] + 1, (before[-1], after[0])  # resumed, not restarted, and no gap
+    assert after == list(range(after[0], steps))
+    final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
+    assert final["step"] == steps
+    assert not list((tmp_path / "run").glob("hpc_ckpt_*.ckpt"))  # the requeue checkpoint is gone once finished
+
+
+def test_multirun_through_the_submitit_slurm_launcher_runs_four_jobs_and_writes_a_summary(
+    slurm_cluster, job_env, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmexp.cli.train",
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.mem_gb=2",
+            f"hydra.sweep.dir={sweep}",
+            *TINY,
+            "trainer.max_steps=10",
+            "optimizer.lr=1e-3,3e-3",
+            "data.batch_size=4,8",
+        ],
+        capture_output=True,
+        text=True,
+        env=job_env,
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 4  # four SLURM jobs returned
+    with open(sweep / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    grid = {(float(r["optimizer.lr"]), int(r["data.batch_size"])) for r in rows}
+    assert grid == {(lr, bs) for lr in (1e-3, 3e-3) for bs in (4, 8)}
+    losses = [float(r["val/loss"]) for r in rows]
+    assert losses == sorted(losses)  # best first
+    for row in rows:
+        final = json.loads((sweep / row["job"] / "final_metrics.json").read_text())
+        assert float(row["val/loss"]) == pytest.approx(final["val/loss"], rel=1e-5)
+    assert "4 of 4 jobs ok" in (sweep / "summary.md").read_text()

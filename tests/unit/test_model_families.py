@@ -1,0 +1,148 @@
+"""Behaviour every family shares: padding never leaks, KV cache == no cache, batched == one by one, exact counts."""
+
+import pytest
+import torch
+
+from llmexp.models import BertConfig, GPTConfig, T5Config, config_from_dict
+from llmexp.models.generation import SamplingConfig, cut_at_stop, generate
+
+V = 61
+CONFIGS = {
+    "gpt2": GPTConfig(vocab_size=V, n_layer=2, n_head=4, n_embd=32, max_seq_len=64),
+    "llama": GPTConfig(
+        vocab_size=V,
+        n_layer=2,
+        n_head=4,
+        n_kv_head=2,
+        n_embd=32,
+        max_seq_len=64,
+        pos_emb="rope",
+        norm="rmsnorm",
+        mlp="swiglu",
+        bias=False,
+        tie_embeddings=False,
+    ),
+    "sinusoidal": GPTConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=32, max_seq_len=64, pos_emb="sinusoidal"),
+    "bert": BertConfig(vocab_size=V, n_layer=2, n_head=4, n_embd=32, max_seq_len=64, dropout=0.0),
+    "t5": T5Config(vocab_size=V, n_layer=2, n_head=4, head_dim=8, n_embd=32, intermediate_size=48, dropout=0.0),
+    "t5_geglu": T5Config(
+        vocab_size=V,
+        n_layer=1,
+        n_decoder_layer=2,
+        n_head=2,
+        head_dim=8,
+        n_embd=32,
+        intermediate_size=48,
+        mlp="geglu",
+        dropout=0.0,
+    ),
+}
+GENERATORS = ["llama", "sinusoidal", "t5"]  # GPT-2 style: tests/unit/test_generation.py
+
+
+def build(name: str):
+    torch.manual_seed(0)
+    return CONFIGS[name].build().eval()
+
+
+def run(model, ids, mask=None):
+    if getattr(model, "is_encoder_decoder", False):
+        return model(ids, attention_mask=mask, decoder_input_ids=torch.tensor([[0, 5, 9, 2]]).expand(len(ids), -1))
+    return model(ids, attention_mask=mask)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_padding_never_leaks(name, side):
+    """Real-token outputs do not change with padding, whatever the padding holds."""
+    model = build(name)
+    ids = torch.randint(1, V, (1, 9))
+    pad = 5
+    outputs = []
+    for fill in (0, 17):
+        filler = torch.full((1, pad), fill)
+        padded = torch.cat([filler, ids], 1) if side == "left" else torch.cat([ids, filler], 1)
+        mask = torch.ones_like(padded)
+        (mask[:, :pad] if side == "left" else mask[:, -pad:]).zero_()
+        with torch.no_grad():
+            out = run(model, padded, mask)
+        decoder_side = getattr(model, "is_encoder_decoder", False)
+        outputs.append(out if decoder_side else (out[:, pad:] if side == "left" else out[:, :-pad]))
+    with torch.no_grad():
+        plain = run(model, ids)
+    for out in outputs:
+        torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_kv_cache_generation_equals_no_cache(name):
+    model = build(name)
+    cfg = SamplingConfig(max_new_tokens=16, temperature=0, stop_at_eos=False)
+    prompts = [[3, 4, 5], [7, 8, 9, 10, 11, 12, 13]]
+    assert generate(model, prompts, cfg, eos_id=1) == generate(model, prompts, cfg, eos_id=1, use_cache=False)
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_batched_left_padded_generation_equals_one_by_one(name):
+    model = build(name)
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0, stop_at_eos=False)
+    prompts = [[3], [7, 8, 9, 10, 11, 12], [20, 21]]
+    batched = generate(model, prompts, cfg, eos_id=1)
+    assert batched == [generate(model, [p], cfg, eos_id=1)[0] for p in prompts]
+
+
+@pytest.mark.parametrize("name", ["llama", "t5"])
+def test_stop_sequences_end_a_row_and_are_left_out(name):
+    model = build(name)
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0, stop_at_eos=False)
+    free = generate(model, [[3, 4, 5]], cfg, eos_id=1)[0]
+    stop = free[3:5]
+    first = next(i for i in range(len(free) - 1) if free[i : i + 2] == stop)
+    stopped = generate(model, [[3, 4, 5]], cfg, eos_id=1, stop_sequences=[stop])[0]
+    assert stopped == free[:first]
+
+
+def test_stop_strings_end_a_row_and_cut_the_text():
+    model = build("gpt2")
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0, stop_at_eos=False)
+    decode = " ".join(f"t{i}" for i in range(V)).split()
+    text = lambda ids: "".join(decode[i] for i in ids)  # noqa: E731
+    free = generate(model, [[3, 4, 5]], cfg, eos_id=1)[0]
+    stop = decode[free[4]]
+    stopped = generate(model, [[3, 4, 5]], cfg, eos_id=1, stop_strings=[stop], decode=text)[0]
+    assert len(stopped) <= 5 and stop in text(stopped)
+    assert cut_at_stop(text(stopped), [stop]) == text(stopped)[: text(stopped).index(stop)]
+
+
+def test_bert_refuses_to_generate():
+    with pytest.raises(ValueError, match="does not generate"):
+        generate(build("bert"), [[1, 2]], SamplingConfig(), eos_id=1)
+
+
+@pytest.mark.parametrize("name", ["bert", "t5", "t5_geglu"])
+def test_parameter_count_formula_matches_the_module(name):
+    cfg = CONFIGS[name]
+    model = cfg.build()
+    total = sum(p.numel() for p in model.parameters())
+    lookups = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    assert cfg.num_params(non_embedding=False) == total
+    assert cfg.num_params(non_embedding=True) == total - lookups
+    assert cfg.flops_per_token(64) > 6 * cfg.num_params()
+
+
+@pytest.mark.parametrize("name", ["bert", "t5"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    plain = build(name).train()
+    cfg = config_from_dict({**CONFIGS[name].to_dict(), "gradient_checkpointing": True})
+    checkpointed = cfg.build().train()
+    checkpointed.load_state_dict(plain.state_dict())
+    ids = torch.randint(1, V, (2, 12))
+    for model in (plain, checkpointed):
+        run(model, ids).sum().backward()
+    for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_round_trips_through_a_dict(name):
+    assert config_from_dict(CONFIGS[name].to_dict()) == CONFIGS[name]
