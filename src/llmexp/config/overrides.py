@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 
 MAX_COMPOSITIONS = 64
@@ -140,6 +141,7 @@ def _check_one(config_name: str, overrides: list[str]) -> None:
         raise ConfigError(
             f"{', '.join(missing)}: required, but not given; set it on the command line ({missing[0]}=...)"
         )
+    validate_config(cfg)
 
 
 def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:

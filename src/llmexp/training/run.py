@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import llmexp
 from llmexp.config.overrides import job_overrides, to_container
+from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models import config_from_dict
@@ -23,7 +24,7 @@ from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
-from llmexp.training.checkpoint import read_checkpoint, tokenizer_from_checkpoint
+from llmexp.training.checkpoint import read_checkpoint, resolve_ckpt_path, tokenizer_from_checkpoint
 from llmexp.training.init_from import load_initial_weights
 from llmexp.training.quiet import silence_library_noise
 from llmexp.training.requeue import forget_requeue_checkpoints
@@ -67,11 +68,13 @@ def close_loggers(trainer: L.Trainer) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
+    validate_config(cfg)
     silence_library_noise()
     check_hardware(cfg)
     run_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
-    resume = read_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    resume = read_checkpoint(ckpt_path) if ckpt_path else None
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
@@ -118,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
         if cfg.eval.get("final_validation"):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
 
+from llmexp.training.checkpoint import AtomicCheckpointIO
 from llmexp.training.strategies import build_strategy, check_precision
 
 
@@ -27,13 +30,20 @@ def instantiate_dict(group: DictConfig | None) -> list:
     return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
+def with_atomic_checkpoints(strategy: Strategy) -> Strategy:
+    """Write single-file checkpoints atomically (strategies with their own sharded format keep their IO)."""
+    if isinstance(strategy, Strategy) and type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+    return strategy
+
+
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     return instantiate(
         cfg.trainer,
-        strategy=build_strategy(cfg.strategy),
+        strategy=with_atomic_checkpoints(build_strategy(cfg.strategy)),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         callbacks=callbacks,
         logger=loggers or False,
