@@ -141,5 +141,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if last.is_dir():  # sharded (fsdp, fsdp2, deepspeed): one file first
             print(f"Consolidate: llmexp-convert ckpt_path={last}")
         elif last.exists():
-            print(f'Generate: llmexp-generate ckpt_path={last} prompt="The for statement"')
+            merged = last.with_name("merged.ckpt")  # a LoRA fine-tune: the adapters folded into the base
+            usable = merged if merged.exists() else last
+            print(f'Generate: llmexp-generate ckpt_path={usable} prompt="The for statement"')
     return metrics
