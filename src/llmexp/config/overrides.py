@@ -106,7 +106,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             raise ConfigError(f"{key}: {'.'.join(walked)} is null here, so it has no keys to set")
 
 
-def _check_one(config_name: str, overrides: list[str]) -> None:
+def _check_one(config_name: str, overrides: list[str], combinations: bool = True) -> None:
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create().parse_overrides(overrides)
     groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
@@ -141,7 +141,7 @@ def _check_one(config_name: str, overrides: list[str]) -> None:
         raise ConfigError(
             f"{', '.join(missing)}: required, but not given; set it on the command line ({missing[0]}=...)"
         )
-    validate_config(cfg)
+    validate_config(cfg, combinations=combinations)
 
 
 def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
@@ -155,9 +155,12 @@ def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -
             raise ConfigError(f"cannot parse the override {override!r}: {detail}") from err
     parsed = parser.parse_overrides(overrides)
     GlobalHydra.instance().clear()
+    # Keys, options and types are checked for every value of a sweep; impossible combinations only for a single run:
+    # in a sweep, one bad trial is recorded as failed (or named by --preflight) while the others run.
+    sweep = any(o.is_sweep_override() for o in parsed)
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         for variant in _variants(parsed):
-            _check_one(config_name, variant)
+            _check_one(config_name, variant, combinations=not sweep)
 
 
 def compose_config(
