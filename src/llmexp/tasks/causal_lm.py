@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.text import Perplexity
 
 from llmexp.data.tokenizer import Tokenizer
-from llmexp.training.optim import weight_decay_groups
+from llmexp.training.optim import configure_optimization
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -110,12 +110,9 @@ class CausalLMTask(L.LightningModule):
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(weight_decay_groups(self.model, weight_decay))
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimization(
+            self.model, self.optimizer_factory, self.scheduler_factory, int(self.trainer.estimated_stepping_batches)
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["llmexp"] = self.metadata

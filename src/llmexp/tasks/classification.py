@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Adapter
-from llmexp.training.optim import weight_decay_groups
+from llmexp.training.optim import configure_optimization
 
 
 class SequenceClassifier(nn.Module):
@@ -133,12 +133,9 @@ class ClassificationTask(L.LightningModule):
             metric.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(weight_decay_groups(self.model, weight_decay))
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return configure_optimization(
+            self.model, self.optimizer_factory, self.scheduler_factory, int(self.trainer.estimated_stepping_batches)
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["llmexp"] = {
