@@ -11,7 +11,7 @@ from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
 from llmexp.config import config_dir
-from llmexp.config.overrides import validate_overrides
+from llmexp.config.overrides import in_multirun, validate_overrides
 from llmexp.errors import ConfigError, UserError
 
 # Flags after which Hydra does not compose the job config, so there is nothing to validate.
@@ -42,13 +42,6 @@ def preflight_or_exit(config_name: str, argv: list[str], program: str) -> None:
         raise SystemExit(1)
 
 
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def run_app(config_name: str, task: Callable[[DictConfig], Any], preflight: bool = False) -> None:
     program = sys.argv[0].rsplit("/", 1)[-1]
     if preflight and "--preflight" in sys.argv:
@@ -64,7 +57,7 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any], preflight: bool
             return task(cfg)
         except UserError as err:
             print(f"{program}: error: {err}", file=sys.stderr)
-            if _in_multirun():
+            if in_multirun():
                 raise  # one trial's mistake: the sweeper records the trial as failed and goes on
             raise SystemExit(2) from None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 
-from llmexp.config.overrides import job_overrides
+from llmexp.config.overrides import in_multirun, job_overrides
 from llmexp.tracking.secrets import secret_overrides
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,8 @@ def describing_overrides(overrides: list[str]) -> list[str]:
 def sweep_group() -> str | None:
     """In a multirun: the sweep folder's name, shared by every trial of the sweep (resumed sessions included)."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if not in_multirun():
         return None
     return Path(str(HydraConfig.get().sweep.dir)).name
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from llmexp.config.overrides import in_multirun
 from llmexp.errors import ConfigError
 from llmexp.training.run import train
 
@@ -20,17 +19,13 @@ def metric_value(metrics: dict[str, float], name: str) -> float:
     return float(metrics[name])
 
 
-def _in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def train_objective(cfg: DictConfig) -> float | None:
     """Train as configured (final metrics in <run>/final_metrics.json) and return `cfg.optimized_metric`.
 
     A single run without that metric (say, trained with validation off) has nothing to return and is not an error;
     a sweep trial without it is, because the sweeper cannot rank it."""
     metrics = train(cfg)
-    if cfg.optimized_metric not in metrics and not _in_sweep():
+    if cfg.optimized_metric not in metrics and not in_multirun():
         log.info("optimized_metric=%s was not computed by this run (validation off?)", cfg.optimized_metric)
         return None
     return metric_value(metrics, cfg.optimized_metric)
