@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from llmexp.data import stages
-from llmexp.data.cleaning import CleanConfig
-from llmexp.data.dedup import DedupConfig, Deduplicator, exact_digest
-from llmexp.data.pii import PIIConfig
-from llmexp.data.pipeline import PackConfig, Preparation
 from llmexp.data.prepared import token_dtype
-from llmexp.data.sources import FileSource, PydocsSource
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
-from llmexp.data.workers import Workers
+from llmexp.prepare import stages
+from llmexp.prepare.cleaning import CleanConfig
+from llmexp.prepare.dedup import DedupConfig, Deduplicator, exact_digest
+from llmexp.prepare.pii import PIIConfig
+from llmexp.prepare.pipeline import PackConfig, Preparation
+from llmexp.prepare.sources import FileSource, PydocsSource
+from llmexp.prepare.workers import Workers
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 FILES = ("gutenberg_war_and_peace.txt", "tinyshakespeare.txt")

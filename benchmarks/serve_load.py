@@ -33,9 +33,9 @@ def random_checkpoint(directory: Path, model: str) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from llmexp.data.tokenizer import Tokenizer
-    from llmexp.finetune.export import save_inference_checkpoint
+    from llmexp.artifacts.inference import save_inference_checkpoint
     from llmexp.models.gpt import GPTConfig
+    from llmexp.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(ROOT / "tests" / "assets" / "tokenizer.json")
     fields = {k: v for k, v in OmegaConf.load(ROOT / "conf" / "model" / f"{model}.yaml").items() if k != "_target_"}

@@ -37,8 +37,8 @@ def plain_loop(model_name: str, block: int, batch: int, steps: int, cache: str) 
     from llmexp.data.prepared import prepare
     from llmexp.data.pydocs import PydocsCorpus
     from llmexp.data.sampler import ResumableSampler
-    from llmexp.data.tokenizer import TokenizerSpec
-    from llmexp.training.optim import weight_decay_groups
+    from llmexp.tasks.optim import weight_decay_groups
+    from llmexp.tokenizer import TokenizerSpec
     from llmexp.training.schedules import warmup_cosine
 
     torch.manual_seed(1337)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from llmexp.training.checkpoint import load_for_inference
-from llmexp.training.convert import consolidate
+from llmexp.artifacts.consolidate import consolidate
+from llmexp.artifacts.inference import load_for_inference
 from scale_helpers import read_losses
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]

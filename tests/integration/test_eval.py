@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from llmexp.data.tokenizer import Tokenizer
+from llmexp.artifacts.inference import load_for_inference
 from llmexp.errors import CheckpointError, ConfigError, DataError
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.run import evaluate
@@ -18,8 +18,8 @@ from llmexp.evaluation.scoring import LogLikelihoodScorer
 from llmexp.evaluation.suite import EvalSettings, run_tasks
 from llmexp.evaluation.tasks import TASKS, load_examples
 from llmexp.models.gpt import GPTConfig
+from llmexp.tokenizer import Tokenizer
 from llmexp.tracking.metrics import read_metrics_csv
-from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.run import train
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

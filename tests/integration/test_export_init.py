@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmexp.data.tokenizer import Tokenizer
+from llmexp.artifacts.hf_dir import load_hf_dir, save_hf_dir
+from llmexp.artifacts.inference import load_for_inference
 from llmexp.models import BertConfig, GPTConfig, T5Config
-from llmexp.models.hf import load_hf_dir, save_hf_dir
-from llmexp.training.checkpoint import load_for_inference
+from llmexp.tokenizer import Tokenizer
 from llmexp.training.run import train
 
 transformers = pytest.importorskip("transformers")
@@ -55,8 +55,8 @@ def test_export_command_writes_a_directory_transformers_loads(tmp_path, tokenize
 
 
 def test_export_refuses_a_non_empty_directory(tmp_path, tokenizer):
+    from llmexp.artifacts.hf_dir import export_checkpoint
     from llmexp.errors import CheckpointError
-    from llmexp.models.hf import export_checkpoint
 
     cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, max_seq_len=32)
     ckpt = fake_checkpoint(tmp_path / "last.ckpt", cfg.build(), tokenizer)

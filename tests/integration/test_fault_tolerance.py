@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmexp.training.checkpoint import read_checkpoint
+from llmexp.artifacts.checkpoint import read_checkpoint
 
 TESTS = Path(__file__).resolve().parents[1]
 STEPS = 24

@@ -7,13 +7,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from llmexp.artifacts.inference import save_inference_checkpoint
 from llmexp.cli.export import export
-from llmexp.data.chat import ChatTemplate
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.finetune.adapters import LoRA
-from llmexp.finetune.export import save_inference_checkpoint
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
+from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

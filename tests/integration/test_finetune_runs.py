@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmexp.data.tokenizer import Tokenizer
-from llmexp.finetune.export import save_inference_checkpoint
+from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.artifacts.inference import load_for_inference, save_inference_checkpoint
 from llmexp.models.gpt import GPTConfig
-from llmexp.training.checkpoint import load_for_inference, read_checkpoint
+from llmexp.tokenizer import Tokenizer
 from llmexp.training.run import train
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmexp.training.checkpoint import load_for_inference
-from llmexp.training.convert import consolidate
+from llmexp.artifacts.consolidate import consolidate
+from llmexp.artifacts.inference import load_for_inference
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmexp.data.cleaning import CleanConfig
-from llmexp.data.dedup import DedupConfig
-from llmexp.data.pii import PIIConfig
-from llmexp.data.pipeline import PackConfig, Preparation, prepare_from_config
 from llmexp.data.shards import load_prepared
-from llmexp.data.sources import FileSource, Mixture
-from llmexp.data.tokenizer import TokenizerSpec
+from llmexp.prepare.cleaning import CleanConfig
+from llmexp.prepare.dedup import DedupConfig
+from llmexp.prepare.pii import PIIConfig
+from llmexp.prepare.pipeline import PackConfig, Preparation, prepare_from_config
+from llmexp.prepare.sources import FileSource, Mixture
+from llmexp.tokenizer import TokenizerSpec
 
 STOP = ["the", "of", "and", "to", "with", "that", "a", "in", "is", "was"]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from llmexp.artifacts.inference import load_for_inference
 from llmexp.tracking.metrics import read_metrics_csv
-from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.run import train
 
 FAST = ("trainer.max_steps=40", "trainer.val_check_interval=10", "trainer.limit_val_batches=2", "eval.limit_batches=2")

@@ -15,11 +15,10 @@ import httpx
 import pytest
 import torch
 
-from llmexp.data.tokenizer import Tokenizer
-from llmexp.finetune.export import save_inference_checkpoint
+from llmexp.artifacts.inference import load_for_inference, save_inference_checkpoint
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
-from llmexp.training.checkpoint import load_for_inference
+from llmexp.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_TOKENS_LIMIT = 48

@@ -7,15 +7,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from llmexp.data.cleaning import CleanConfig
-from llmexp.data.dedup import DedupConfig
-from llmexp.data.pii import PIIConfig
-from llmexp.data.pipeline import PackConfig, Preparation
 from llmexp.data.shards import load_prepared
 from llmexp.data.shards_datamodule import MixedWindows, ShardsDataModule, ShardWindows
-from llmexp.data.sources import FileSource, PydocsSource
-from llmexp.data.tokenizer import TokenizerSpec
 from llmexp.errors import DataError
+from llmexp.prepare.cleaning import CleanConfig
+from llmexp.prepare.dedup import DedupConfig
+from llmexp.prepare.pii import PIIConfig
+from llmexp.prepare.pipeline import PackConfig, Preparation
+from llmexp.prepare.sources import FileSource, PydocsSource
+from llmexp.tokenizer import TokenizerSpec
 from llmexp.training.run import train
 
 

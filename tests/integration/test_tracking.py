@@ -122,7 +122,7 @@ def test_provenance_is_recorded_and_diffed(make_cfg, tmp_path):
 
     import torch
 
-    from llmexp.data.tokenizer import Tokenizer
+    from llmexp.tokenizer import Tokenizer
     from llmexp.tracking.diff import diff_records, load_record
 
     for name, lr in (("a", "1e-3"), ("b", "2e-3")):

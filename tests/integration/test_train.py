@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from llmexp.artifacts.inference import load_for_inference
 from llmexp.tracking.metrics import read_metrics_csv
-from llmexp.training.checkpoint import load_for_inference
 from llmexp.training.run import train
 
 SMOKE = ("experiment=smoke", "callbacks.samples.max_new_tokens=8")

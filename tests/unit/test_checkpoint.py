@@ -12,20 +12,20 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
-from llmexp.data.tokenizer_kinds import load_pretrained
-from llmexp.errors import CheckpointError
-from llmexp.models.gpt import GPTConfig
-from llmexp.tasks.causal_lm import CausalLMTask
-from llmexp.training.callbacks.resume_checkpoint import ResumeCheckpoint
-from llmexp.training.checkpoint import (
+from llmexp.artifacts.checkpoint import (
     AtomicCheckpointIO,
     atomic_save,
-    load_for_inference,
     newest_valid_checkpoint,
     read_checkpoint,
     resolve_ckpt_path,
 )
+from llmexp.artifacts.inference import load_for_inference
+from llmexp.errors import CheckpointError
+from llmexp.models.gpt import GPTConfig
+from llmexp.tasks.causal_lm import CausalLMTask
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
+from llmexp.tokenizer.trainers import load_pretrained
+from llmexp.training.callbacks.resume_checkpoint import ResumeCheckpoint
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from llmexp.data.cleaning import CleanConfig, normalise
 from llmexp.errors import ConfigError
+from llmexp.prepare.cleaning import CleanConfig, normalise
 
 PROSE = (
     "The river ran high that spring, and the village gathered on the bridge to watch the water rise. Old Anna said "

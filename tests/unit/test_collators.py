@@ -6,8 +6,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models
 
 from llmexp.data.collators import IGNORE, MaskedLMCollator, SpanCorruptionCollator, span_noise_mask
-from llmexp.data.tokenizer import EOS_TOKEN, Tokenizer
 from llmexp.errors import ConfigError
+from llmexp.tokenizer import EOS_TOKEN, Tokenizer
 
 SPECIALS = ["<pad>", EOS_TOKEN, "<mask>"] + [f"<extra_id_{i}>" for i in range(8)]
 

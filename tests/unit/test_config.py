@@ -113,5 +113,8 @@ def test_good_overrides_pass():
     )
 
 
-def test_config_dir_is_the_repository_conf():
-    assert Path(__file__).resolve().parents[2] / "conf" == CONF
+def test_config_dir_ships_inside_the_package_and_the_top_level_conf_points_there():
+    import llmexp
+
+    assert Path(llmexp.__file__).resolve().parent / "conf" == CONF
+    assert (Path(__file__).resolve().parents[2] / "conf").resolve() == CONF.resolve()

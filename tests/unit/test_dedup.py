@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from llmexp.data.dedup import DedupConfig, Deduplicator, NearDedupConfig, exact_digest, shingle_hashes
 from llmexp.errors import ConfigError
+from llmexp.prepare.dedup import DedupConfig, Deduplicator, NearDedupConfig, exact_digest, shingle_hashes
 
 
 def planted_corpus(seed: int = 0, n_docs: int = 400, n_near: int = 150, n_exact: int = 100):

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.evaluation.benchmarks import MCExample
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice, fewshot_context
 from llmexp.evaluation.scoring import LogLikelihoodScorer, text_perplexity
 from llmexp.models.gpt import GPTConfig
+from llmexp.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmexp.data.chat import ChatTemplate
+from llmexp.artifacts.hf_dir import chat_template_jinja, generation_config
+from llmexp.artifacts.inference import load_for_inference, save_inference_checkpoint
 from llmexp.data.sft import IGNORE, collate, encode_example, pack, segments_of
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Freeze, LoRA, trainable_parameter_names
-from llmexp.finetune.export import chat_template_jinja, generation_config, save_inference_checkpoint
 from llmexp.models.gpt import GPTConfig
 from llmexp.tasks.classification import SequenceClassifier
 from llmexp.tasks.sft import packed_forward
-from llmexp.training.checkpoint import load_for_inference
+from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

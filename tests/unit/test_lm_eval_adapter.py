@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.evaluation.lm_eval_adapter import LLMExpLM
 from llmexp.models.gpt import GPTConfig
+from llmexp.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

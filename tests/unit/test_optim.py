@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llmexp.models.gpt import GPTConfig
-from llmexp.training.optim import weight_decay_groups
+from llmexp.tasks.optim import weight_decay_groups
 from llmexp.training.schedules import warmup_cosine, warmup_cosine_factor
 
 

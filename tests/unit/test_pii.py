@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from llmexp.data.pii import PIIConfig, luhn_valid
 from llmexp.errors import ConfigError
+from llmexp.prepare.pii import PIIConfig, luhn_valid
 
 FOUND = [
     ("Write to jane.doe+news@mail.example.co.uk today", "Write to <EMAIL> today", "email"),

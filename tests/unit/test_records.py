@@ -8,8 +8,8 @@ import pytest
 
 from llmexp.data.classification import ClassificationDataModule
 from llmexp.data.records import column, read_records
-from llmexp.data.tokenizer import TokenizerSpec
 from llmexp.errors import DataError
+from llmexp.tokenizer import TokenizerSpec
 
 ROWS = [{"text": 'he said "fine"', "label": "pos"}, {"text": "bad, really", "label": "neg"}]
 

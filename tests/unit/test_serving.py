@@ -9,13 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
 from llmexp.serving.engine import BatchingEngine, GenerationRequest, decode_batch
 from llmexp.serving.server import build_app
 from llmexp.serving.text import TextStream
+from llmexp.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SERVE = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 1000, "cpu_threads": None,
@@ -146,8 +146,8 @@ def test_chat_prompts_use_the_template_stored_in_the_checkpoint(tmp_path, model,
 
     import httpx
 
-    from llmexp.data.chat import ChatTemplate
-    from llmexp.finetune.export import save_inference_checkpoint
+    from llmexp.artifacts.inference import save_inference_checkpoint
+    from llmexp.tokenizer import ChatTemplate
 
     template = ChatTemplate(user="### Question:\n{content}\n", generation_prompt="### Answer:\n")
     ckpt = save_inference_checkpoint(tmp_path / "sft.ckpt", model, tokenizer, {"chat_template": template.to_dict()})

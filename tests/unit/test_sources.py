@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from llmexp.data.sources import FileSource, HFSource, Mixture, PydocsSource, as_sources
 from llmexp.errors import ConfigError, DataError
+from llmexp.prepare.sources import FileSource, HFSource, Mixture, PydocsSource, as_sources
 
 ROWS = [{"text": f"document number {i} says hello"} for i in range(5)]
 

@@ -61,6 +61,9 @@ def test_half_precision_is_refused_on_cpu_in_one_line(make_cfg, precision):
 @pytest.fixture
 def pretend_gpu(monkeypatch):
     """Building a strategy object touches no device; this lets the GPU-only factories run here."""
+    from llmexp.config import hardware
+
+    monkeypatch.setattr(hardware, "on_gpu", lambda accelerator: True)
     monkeypatch.setattr(strategies, "on_gpu", lambda accelerator: True)
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from llmexp.data.prepared import load_or_train_tokenizer
 from llmexp.data.pydocs import PydocsCorpus
-from llmexp.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerSpec
+from llmexp.tokenizer import EOS_TOKEN, Tokenizer, TokenizerSpec
 
 SAMPLE = [
     "The for statement is used to iterate over the elements of a sequence.\n",

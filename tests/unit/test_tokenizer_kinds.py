@@ -6,7 +6,7 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import models, pre_tokenizers
 
-from llmexp.data.tokenizer import EOS_TOKEN, Tokenizer, TokenizerSpec
+from llmexp.tokenizer import EOS_TOKEN, Tokenizer, TokenizerSpec
 
 TEXTS = [
     "The for statement is used to iterate over the elements of a sequence.",

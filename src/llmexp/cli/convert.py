@@ -1,7 +1,7 @@
 """`llmexp-convert`: consolidate a sharded FSDP/fsdp2/DeepSpeed checkpoint folder into one file."""
 
+from llmexp.artifacts.consolidate import convert_checkpoint
 from llmexp.cli.app import run_app
-from llmexp.training.convert import convert_checkpoint
 
 
 def main() -> None:

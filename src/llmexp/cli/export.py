@@ -2,8 +2,8 @@
 
 from omegaconf import DictConfig
 
+from llmexp.artifacts.hf_dir import export_with_generation_config
 from llmexp.cli.app import run_app
-from llmexp.finetune.export import export_with_generation_config
 from llmexp.models.generation import SamplingConfig
 
 

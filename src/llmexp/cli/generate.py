@@ -1,7 +1,7 @@
 """`llmexp-generate`: sample text from a checkpoint."""
 
 from llmexp.cli.app import run_app
-from llmexp.generation import generate_text
+from llmexp.serving.generate import generate_text
 
 
 def main() -> None:

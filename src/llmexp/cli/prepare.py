@@ -1,7 +1,7 @@
 """`llmexp-prepare`: turn raw text into cleaned, deduplicated, tokenised shards (conf/prepare.yaml)."""
 
 from llmexp.cli.app import run_app
-from llmexp.data.pipeline import prepare_from_config
+from llmexp.prepare.pipeline import prepare_from_config
 
 
 def main() -> None:

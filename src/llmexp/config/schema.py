@@ -21,6 +21,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from llmexp.config.hardware import check_precision
 from llmexp.errors import ConfigError
 
 
@@ -175,8 +176,6 @@ def check_combinations(cfg: DictConfig) -> None:
         accelerator, precision = _value(trainer, "accelerator"), _value(trainer, "precision")
         devices = _value(trainer, "devices")
         if precision is not _MISSING and accelerator is not _MISSING:
-            from llmexp.training.strategies import check_precision  # the one rule for half precision
-
             check_precision(precision, accelerator)
         strategy = cfg.get("strategy")
         single = isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith("single_device")

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmexp.data.records import column, read_records, sharded_loader
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import DataError
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 
 def collate_right_padded(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

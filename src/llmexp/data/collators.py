@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError
+from llmexp.tokenizer import Tokenizer
 
 IGNORE = -100
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from llmexp.data.corpus import Corpus
 from llmexp.data.prepared import TokenizedCorpus, prepare, tokenize_corpus
 from llmexp.data.sampler import ResumableSampler
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 
 class PackedBlocks(Dataset):

@@ -17,7 +17,7 @@ import numpy as np
 from filelock import FileLock
 
 from llmexp.data.corpus import Corpus, Split
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 log = logging.getLogger(__name__)
 SPLITS: tuple[Split, ...] = ("train", "val")

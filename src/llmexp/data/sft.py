@@ -16,10 +16,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from llmexp.data.chat import ChatTemplate
 from llmexp.data.records import read_records, sharded_loader
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import DataError
+from llmexp.tokenizer import ChatTemplate, Tokenizer, TokenizerSpec
 
 log = logging.getLogger(__name__)
 IGNORE = -100

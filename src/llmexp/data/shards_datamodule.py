@@ -18,8 +18,8 @@ from torch.utils.data import Dataset
 
 from llmexp.data.datamodule import CausalLMDataModule
 from llmexp.data.shards import MANIFEST, PreparedDataset, load_prepared
-from llmexp.data.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.errors import ConfigError, DataError
+from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.evaluation import metrics
 from llmexp.evaluation.benchmarks import GenExample
 from llmexp.evaluation.code_exec import score_code_samples, truncate_completion
 from llmexp.models.generation import SamplingConfig, generate
+from llmexp.tokenizer import Tokenizer
 
 # A generated answer ends where the model starts a new example.
 ANSWER_STOPS = ("\n\n", "\nQuestion:")

@@ -20,10 +20,10 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from torch import nn
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.evaluation.generation_eval import cut_at_stops, generate_completions
 from llmexp.evaluation.scoring import LogLikelihoodScorer
 from llmexp.models.generation import SamplingConfig
+from llmexp.tokenizer import Tokenizer
 
 
 @register_model("llmexp")
@@ -43,7 +43,7 @@ class LLMExpLM(TemplateLM):
         if model is None:
             if ckpt_path is None:
                 raise ValueError("LLMExpLM needs ckpt_path=... or a model and tokenizer")
-            from llmexp.training.checkpoint import load_for_inference
+            from llmexp.artifacts.inference import load_for_inference
 
             model, tokenizer, _meta = load_for_inference(ckpt_path, device)
         if tokenizer is None:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from llmexp.artifacts.inference import load_for_inference, pick_device
 from llmexp.config.overrides import job_overrides
 from llmexp.errors import CheckpointError
 from llmexp.evaluation.suite import EvalSettings, run_tasks
-from llmexp.generation import pick_device
 from llmexp.models.gpt import GPT
+from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
-from llmexp.training.checkpoint import load_for_inference
-from llmexp.training.quiet import silence_library_noise
 
 log = logging.getLogger(__name__)
 

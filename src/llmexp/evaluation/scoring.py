@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import Perplexity
 
-from llmexp.data.tokenizer import Tokenizer
+from llmexp.tokenizer import Tokenizer
 
 
 class LogLikelihoodScorer:

@@ -10,13 +10,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError, DataError
 from llmexp.evaluation.benchmarks import read_records
 from llmexp.evaluation.generation_eval import evaluate_code, evaluate_generation, last_number
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.scoring import LogLikelihoodScorer, text_perplexity
 from llmexp.evaluation.tasks import TaskSpec, get_task, load_examples
+from llmexp.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 

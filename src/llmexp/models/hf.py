@@ -7,13 +7,11 @@ weights are transposed; Llama's q/k/v are one fused matrix on our side).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from llmexp.data.tokenizer import EOS_TOKEN, Tokenizer
 from llmexp.errors import CheckpointError, ConfigError
 from llmexp.models.bert import BertConfig
 from llmexp.models.gpt import GPTConfig
@@ -279,73 +277,3 @@ def from_hf(hf_model: nn.Module) -> nn.Module:
     model = config.build()
     model.load_state_dict(from_hf_state(config, hf_model.state_dict()))
     return model.eval()
-
-
-def save_hf_dir(model: nn.Module, tokenizer: Tokenizer | None, out: str | Path) -> Path:
-    """Write a directory `transformers` loads with from_pretrained: config.json, model.safetensors, tokenizer."""
-    out = Path(out)
-    eos_id = tokenizer.eos_id if tokenizer is not None else None
-    to_hf(model, eos_id).save_pretrained(out)
-    if tokenizer is not None:
-        hf_tokenizer(tokenizer).save_pretrained(out)
-    return out
-
-
-def hf_tokenizer(tokenizer: Tokenizer):
-    """Our tokenizer as a PreTrainedTokenizerFast with its special tokens named (pad and mask when present)."""
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
-    special = {"eos_token": tokenizer.eos_token, "bos_token": tokenizer.eos_token}
-    special["pad_token"] = "<pad>" if "<pad>" in vocab else tokenizer.eos_token
-    if "<mask>" in vocab:
-        special["mask_token"] = "<mask>"
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **special)
-
-
-def load_hf_dir(path: str | Path) -> tuple[nn.Module, Tokenizer | None]:
-    """(our model, its tokenizer if the directory has a tokenizer.json) from a local `transformers` directory."""
-    import transformers as tf
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a transformers model directory (no config.json)")
-    hf_cfg = tf.AutoConfig.from_pretrained(path, local_files_only=True)
-    classes = {
-        "gpt2": tf.GPT2LMHeadModel,
-        "llama": tf.LlamaForCausalLM,
-        "bert": tf.BertForMaskedLM,
-        "t5": tf.T5ForConditionalGeneration,
-    }
-    if hf_cfg.model_type not in classes:
-        raise CheckpointError(f"{path}: model_type={hf_cfg.model_type!r}; supported: {sorted(classes)}")
-    hf_model = classes[hf_cfg.model_type].from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    model = from_hf(hf_model)
-    tokenizer = None
-    if (path / "tokenizer.json").is_file():
-        tokenizer = Tokenizer.load(path / "tokenizer.json", eos_token=_eos_token(path))
-    return model, tokenizer
-
-
-def _eos_token(path: Path) -> str:
-    import json
-
-    config = path / "tokenizer_config.json"
-    if config.is_file():
-        eos = json.loads(config.read_text()).get("eos_token")
-        if isinstance(eos, dict):
-            eos = eos.get("content")
-        if isinstance(eos, str):
-            return eos
-    return EOS_TOKEN
-
-
-def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
-    """An llmexp checkpoint -> a `transformers` directory (config.json, model.safetensors, tokenizer files)."""
-    from llmexp.training.checkpoint import load_for_inference
-
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise CheckpointError(f"out={out} exists and is not empty; choose a new directory")
-    model, tokenizer, _ = load_for_inference(ckpt_path)
-    return save_hf_dir(model, tokenizer, out)

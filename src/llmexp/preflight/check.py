@@ -19,11 +19,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from llmexp.config import config_dir
 from llmexp.config.overrides import compose_config, validate_overrides
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import UserError
 from llmexp.preflight.estimate import Estimate, estimate
 from llmexp.preflight.hardware import GIB, Hardware, cpu_memory_bytes, resolve_hardware
 from llmexp.preflight.trials import expand_trials, is_optuna, sweeper_params
+from llmexp.tokenizer import Tokenizer
 
 # What the tiny step changes: one step and one validation batch, one CPU process, no loggers or extra callbacks.
 _TINY_STEP = {

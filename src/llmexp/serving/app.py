@@ -20,13 +20,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmexp.data.chat import ChatTemplate
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.models.generation import SamplingConfig
 from llmexp.serving.engine import BatchingEngine, GenerationRequest
 from llmexp.serving.metrics import ServerMetrics
 from llmexp.serving.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields, describe
 from llmexp.serving.text import TextStream
+from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 
 @dataclass

@@ -8,13 +8,12 @@ import torch
 from fastapi import FastAPI
 from omegaconf import DictConfig
 
-from llmexp.data.chat import ChatTemplate
+from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.artifacts.inference import model_from_checkpoint, pick_device, refuse_unmerged, tokenizer_from_checkpoint
 from llmexp.errors import CheckpointError, ConfigError
-from llmexp.finetune.export import refuse_unmerged
-from llmexp.generation import pick_device
 from llmexp.serving.app import Server, ServeSettings, create_app
 from llmexp.serving.engine import BatchingEngine
-from llmexp.training.checkpoint import model_from_checkpoint, read_checkpoint, tokenizer_from_checkpoint
+from llmexp.tokenizer import ChatTemplate
 
 
 def model_name(ckpt_path: str, configured: str | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmexp.data.tokenizer import Tokenizer
+from llmexp.tokenizer import Tokenizer
 
 
 def _pending_stop_prefix(text: str, stops: list[str]) -> int:

@@ -13,8 +13,8 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.text import Perplexity
 
-from llmexp.data.tokenizer import Tokenizer
-from llmexp.training.optim import configure_optimization
+from llmexp.tasks.optim import configure_optimization
+from llmexp.tokenizer import Tokenizer
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]

@@ -12,10 +12,10 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Adapter
-from llmexp.training.optim import configure_optimization
+from llmexp.tasks.optim import configure_optimization
+from llmexp.tokenizer import Tokenizer
 
 
 class SequenceClassifier(nn.Module):

@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmexp.data.chat import ChatTemplate
+from llmexp.artifacts.inference import save_inference_checkpoint
 from llmexp.data.sft import IGNORE
-from llmexp.data.tokenizer import Tokenizer
 from llmexp.finetune.adapters import Adapter
-from llmexp.finetune.export import save_inference_checkpoint
 from llmexp.tasks.causal_lm import CausalLMTask, OptimizerFactory, SchedulerFactory
+from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def load_record(path: str | Path) -> dict[str, Any]:
     """Config and provenance of a run folder (resolved config.yaml + provenance.json) or of a checkpoint file."""
     path = Path(path)
     if path.is_file():
-        from llmexp.training.checkpoint import read_checkpoint
+        from llmexp.artifacts.checkpoint import read_checkpoint
 
         meta = read_checkpoint(path)["llmexp"]
         return flatten({"config": meta.get("config", {}), "provenance": meta.get("provenance", {})})

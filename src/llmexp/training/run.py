@@ -15,6 +15,9 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 import llmexp
+from llmexp.artifacts.checkpoint import read_checkpoint, resolve_ckpt_path
+from llmexp.artifacts.inference import tokenizer_from_checkpoint
+from llmexp.artifacts.init_from import load_initial_weights
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
@@ -22,11 +25,9 @@ from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models import config_from_dict
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
+from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
-from llmexp.training.checkpoint import read_checkpoint, resolve_ckpt_path, tokenizer_from_checkpoint
-from llmexp.training.init_from import load_initial_weights
-from llmexp.training.quiet import silence_library_noise
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer

@@ -22,35 +22,12 @@ from lightning.pytorch.strategies import (
 from omegaconf import DictConfig
 from torch import nn
 
+from llmexp.config.hardware import check_precision, on_gpu, require_gpu
 from llmexp.errors import ConfigError, UserError
 
 # Transformer blocks: the unit of sharding (FSDP auto-wrap, fully_shard) and of activation checkpointing.
 DEFAULT_BLOCKS = ("llmexp.models.gpt.Block",)
 SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
-GPU_PRECISIONS = ("16-mixed", "bf16-mixed", "bf16-true", "16-true", "16", "bf16")
-
-
-def on_gpu(accelerator: str) -> bool:
-    """Whether the run will use CUDA devices: the accelerator allows it and this machine has one."""
-    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-
-
-def require_gpu(what: str, accelerator: str) -> None:
-    if not on_gpu(accelerator):
-        found = f"{torch.cuda.device_count()} CUDA devices" if accelerator in ("auto", "gpu", "cuda") else "cpu"
-        raise ConfigError(
-            f"{what} needs CUDA GPUs (trainer.accelerator={accelerator}, found {found}); "
-            "on CPU use strategy=single, strategy=ddp or strategy=fsdp2"
-        )
-
-
-def check_precision(precision: str | int, accelerator: str) -> None:
-    """Half precision is for GPUs: this CPU runs bf16 matmuls ~100x slower than fp32, and fp16 AMP has no CPU path."""
-    if str(precision) in GPU_PRECISIONS and not on_gpu(accelerator):
-        raise ConfigError(
-            f"trainer.precision={precision} needs a CUDA GPU (trainer.accelerator={accelerator}); "
-            "on CPU use trainer.precision=32-true (or auto)"
-        )
 
 
 def block_classes(names: Sequence[str]) -> set[type[nn.Module]]:

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
 
-from llmexp.training.checkpoint import AtomicCheckpointIO
+from llmexp.artifacts.checkpoint import AtomicCheckpointIO
 from llmexp.training.strategies import build_strategy, check_precision
 
 

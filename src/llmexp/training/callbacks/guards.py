@@ -18,8 +18,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from llmexp.artifacts.checkpoint import newest_valid_checkpoint, read_checkpoint
 from llmexp.errors import UserError
-from llmexp.training.checkpoint import newest_valid_checkpoint, read_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ class PeriodicEval(L.Callback):
         if trainer.is_global_zero:
             tokenizer = getattr(trainer.datamodule, "tokenizer", None) if trainer.datamodule is not None else None
             if tokenizer is None:
-                from llmexp.data.tokenizer import Tokenizer
+                from llmexp.tokenizer import Tokenizer
 
                 tokenizer = Tokenizer.from_str(pl_module.metadata["tokenizer"])
             with torch.inference_mode():

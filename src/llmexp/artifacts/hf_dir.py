@@ -1,0 +1,150 @@
+"""Hugging Face model directories: write one (`llmexp-export`: config.json, model.safetensors, tokenizer files,
+generation_config.json, chat template) and read one (`init_from=<dir>`), through the key maps of `models.hf`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.artifacts.inference import load_for_inference, refuse_unmerged
+from llmexp.errors import CheckpointError
+from llmexp.models.generation import SamplingConfig
+from llmexp.models.hf import from_hf, to_hf
+from llmexp.tokenizer import EOS_TOKEN, ChatTemplate, Tokenizer
+
+
+def save_hf_dir(model: nn.Module, tokenizer: Tokenizer | None, out: str | Path) -> Path:
+    """Write a directory `transformers` loads with from_pretrained: config.json, model.safetensors, tokenizer."""
+    out = Path(out)
+    eos_id = tokenizer.eos_id if tokenizer is not None else None
+    to_hf(model, eos_id).save_pretrained(out)
+    if tokenizer is not None:
+        hf_tokenizer(tokenizer).save_pretrained(out)
+    return out
+
+
+def hf_tokenizer(tokenizer: Tokenizer):
+    """Our tokenizer as a PreTrainedTokenizerFast with its special tokens named (pad and mask when present)."""
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
+    special = {"eos_token": tokenizer.eos_token, "bos_token": tokenizer.eos_token}
+    special["pad_token"] = "<pad>" if "<pad>" in vocab else tokenizer.eos_token
+    if "<mask>" in vocab:
+        special["mask_token"] = "<mask>"
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **special)
+
+
+def load_hf_dir(path: str | Path) -> tuple[nn.Module, Tokenizer | None]:
+    """(our model, its tokenizer if the directory has a tokenizer.json) from a local `transformers` directory."""
+    import transformers as tf
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a transformers model directory (no config.json)")
+    hf_cfg = tf.AutoConfig.from_pretrained(path, local_files_only=True)
+    classes = {
+        "gpt2": tf.GPT2LMHeadModel,
+        "llama": tf.LlamaForCausalLM,
+        "bert": tf.BertForMaskedLM,
+        "t5": tf.T5ForConditionalGeneration,
+    }
+    if hf_cfg.model_type not in classes:
+        raise CheckpointError(f"{path}: model_type={hf_cfg.model_type!r}; supported: {sorted(classes)}")
+    hf_model = classes[hf_cfg.model_type].from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    model = from_hf(hf_model)
+    tokenizer = None
+    if (path / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.load(path / "tokenizer.json", eos_token=_eos_token(path))
+    return model, tokenizer
+
+
+def _eos_token(path: Path) -> str:
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        eos = json.loads(config.read_text()).get("eos_token")
+        if isinstance(eos, dict):
+            eos = eos.get("content")
+        if isinstance(eos, str):
+            return eos
+    return EOS_TOKEN
+
+
+def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
+    """An llmexp checkpoint -> a `transformers` directory (config.json, model.safetensors, tokenizer files)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise CheckpointError(f"out={out} exists and is not empty; choose a new directory")
+    model, tokenizer, _ = load_for_inference(ckpt_path)
+    return save_hf_dir(model, tokenizer, out)
+
+
+def generation_config(tokenizer: Tokenizer, sampling: SamplingConfig | None = None) -> dict[str, Any]:
+    """`generation_config.json` content in transformers' field names: EOS, lengths and sampling defaults."""
+    sampling = sampling or SamplingConfig(max_new_tokens=128, temperature=0.8, top_k=50)
+    config: dict[str, Any] = {
+        "bos_token_id": tokenizer.eos_id,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.eos_id,
+        "max_new_tokens": sampling.max_new_tokens,
+        "do_sample": sampling.temperature > 0,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
+    if sampling.temperature > 0:
+        config["temperature"] = sampling.temperature
+        if sampling.top_k is not None:
+            config["top_k"] = sampling.top_k
+        if sampling.top_p is not None:
+            config["top_p"] = sampling.top_p
+    return config
+
+
+def write_generation_config(directory: str | Path, tokenizer: Tokenizer, sampling: SamplingConfig | None = None):
+    path = Path(directory) / "generation_config.json"
+    path.write_text(json.dumps(generation_config(tokenizer, sampling), indent=2) + "\n")
+    return path
+
+
+def chat_template_jinja(template: ChatTemplate) -> str:
+    """Our chat template as the Jinja template `transformers` keeps in tokenizer_config.json (apply_chat_template)."""
+    parts = []
+    for index, role in enumerate(("system", "user", "assistant")):
+        before, after = getattr(template, role).split("{content}", 1)
+        keyword = "if" if index == 0 else "elif"
+        parts.append(f"{{% {keyword} message['role'] == '{role}' %}}{before}{{{{ message['content'] }}}}{after}")
+    body = "".join(parts) + "{% endif %}"
+    prompt = f"{{% if add_generation_prompt %}}{template.generation_prompt}{{% endif %}}"
+    return f"{{% for message in messages %}}{body}{{% endfor %}}{prompt}"
+
+
+def finish_export(directory: str | Path, metadata: dict[str, Any], sampling: SamplingConfig | None = None) -> None:
+    """Add what a fine-tuned export needs beyond weights and tokenizer: generation_config.json, and for SFT models
+    the chat template in tokenizer_config.json (so `apply_chat_template` renders prompts as in training)."""
+    directory = Path(directory)
+    tokenizer = Tokenizer.from_str(metadata["tokenizer"])
+    write_generation_config(directory, tokenizer, sampling)
+    tokenizer_config = directory / "tokenizer_config.json"
+    if metadata.get("chat_template") and tokenizer_config.is_file():
+        config = json.loads(tokenizer_config.read_text())
+        config["chat_template"] = chat_template_jinja(ChatTemplate.from_dict(metadata["chat_template"]))
+        tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def export_with_generation_config(ckpt_path: str | Path, out: str | Path, sampling: SamplingConfig) -> Path:
+    """`llmexp-export`: the transformers directory (models.hf) plus generation_config.json and, for SFT models, the
+    chat template; a LoRA checkpoint is refused in favour of its merged weights."""
+    checkpoint = read_checkpoint(ckpt_path)
+    refuse_unmerged(ckpt_path, checkpoint)
+    metadata = checkpoint["llmexp"]
+    if metadata.get("task") == "classification":
+        raise CheckpointError(f"ckpt_path={ckpt_path}: a classification checkpoint; export writes language models")
+    del checkpoint
+    out = export_checkpoint(ckpt_path, out)
+    if metadata["model_config"].get("family", "gpt") != "bert":  # an encoder with a masked-LM head does not generate
+        finish_export(out, metadata, sampling)
+    return out
