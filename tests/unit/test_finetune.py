@@ -14,7 +14,6 @@ from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Freeze, LoRA, trainable_parameter_names
 from llmexp.models.gpt import GPTConfig
 from llmexp.tasks.classification import SequenceClassifier
-from llmexp.tasks.sft import packed_forward
 from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -68,7 +67,7 @@ def test_packed_rows_give_each_example_the_logits_it_has_alone(tokenizer, pos_em
     assert len(rows) == 2 and rows[0]["segment_ids"] == [0] * 4 + [1] * 3 + [-1] * 3
     batch = collate(rows, tokenizer.eos_id)
     with torch.no_grad():
-        packed = packed_forward(model, batch["input_ids"], batch["segment_ids"], batch["position_ids"])
+        packed = model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"])
         alone = [model(torch.tensor([ids]))[0] for ids, _ in examples]
     torch.testing.assert_close(packed[0, :4], alone[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed[0, 4:7], alone[1], atol=1e-5, rtol=1e-5)

@@ -38,8 +38,9 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "llmexp")
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: up `level - 1` packages from this one
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             if base.split(".")[0] == "llmexp":
                 subs = {f"{base}.{alias.name}" for alias in node.names} & modules
                 found.update(subs or {base})

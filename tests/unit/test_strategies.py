@@ -10,11 +10,13 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
+from torch import nn
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
 
 from llmexp.config import config_dir
 from llmexp.errors import ConfigError
 from llmexp.models.gpt import GPTConfig
+from llmexp.models.spec import FAMILIES
 from llmexp.training import strategies
 from llmexp.training.strategies import FSDP2Strategy, build_strategy, check_hardware
 from llmexp.training.trainer import build_trainer
@@ -78,10 +80,10 @@ def pretend_gpu(monkeypatch):
     ],
 )
 def test_fsdp_options_reach_lightning(make_cfg, pretend_gpu, overrides, expected):
-    strategy = build_strategy(make_cfg("strategy=fsdp", *overrides).strategy)
-    assert isinstance(strategy, FSDPStrategy)
     from llmexp.models.gpt import Block
 
+    strategy = build_strategy(make_cfg("strategy=fsdp", *overrides).strategy, FAMILIES["gpt"].block_classes)
+    assert isinstance(strategy, FSDPStrategy)
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
     found = {
         "sharding_strategy": strategy.sharding_strategy.name,
@@ -112,7 +114,15 @@ def test_deepspeed_options_reach_lightning(make_cfg, pretend_gpu, name, stage, o
 
 def test_bad_sharding_strategy_names_the_choices(make_cfg, pretend_gpu):
     with pytest.raises(ConfigError, match=r"strategy.sharding_strategy=EVERYTHING: not one of FULL_SHARD, SHARD_GRAD"):
-        build_strategy(make_cfg("strategy=fsdp", "strategy.sharding_strategy=EVERYTHING").strategy)
+        build_strategy(make_cfg("strategy=fsdp", "strategy.sharding_strategy=EVERYTHING").strategy, (nn.Linear,))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fsdp_wraps_the_blocks_of_every_family(make_cfg, pretend_gpu, family):
+    """No family is sharded at the root only: each one's own block classes become the FSDP units."""
+    blocks = FAMILIES[family].block_classes
+    strategy = build_strategy(make_cfg("strategy=fsdp").strategy, blocks)
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == set(blocks)
 
 
 def _free_port() -> int:
@@ -139,8 +149,8 @@ def test_fsdp2_parallelize_shards_blocks_and_keeps_the_maths(one_process_group):
     expected = model(torch.arange(16).view(2, 8)).detach()
     strategy = FSDP2Strategy(activation_checkpointing=True)
     strategy._device_mesh = init_device_mesh("cpu", (1,), mesh_dim_names=("data_parallel",))
-    strategy.parallelize(model)
-    strategy.parallelize(model)  # a second call (validate after fit) leaves the model as it is
+    strategy.parallelize(model, FAMILIES["gpt"].block_classes)
+    strategy.parallelize(model, FAMILIES["gpt"].block_classes)  # a second call (validate after fit) leaves the model as it is
     assert isinstance(model, FSDPModule) and all(isinstance(b, FSDPModule) for b in model.blocks)
     assert all(isinstance(p, DTensor) for p in model.parameters())
     assert all(isinstance(b, CheckpointWrapper) for b in model.blocks)  # activation checkpointing per block

@@ -14,7 +14,8 @@ from llmexp.artifacts.checkpoint import read_checkpoint
 from llmexp.artifacts.inference import load_for_inference, refuse_unmerged
 from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig
-from llmexp.models.hf import from_hf, to_hf
+from llmexp.models.hf import from_hf, hf_model_class, to_hf
+from llmexp.models.spec import family_of
 from llmexp.tokenizer import EOS_TOKEN, ChatTemplate, Tokenizer
 
 
@@ -48,15 +49,11 @@ def load_hf_dir(path: str | Path) -> tuple[nn.Module, Tokenizer | None]:
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: not a transformers model directory (no config.json)")
     hf_cfg = tf.AutoConfig.from_pretrained(path, local_files_only=True)
-    classes = {
-        "gpt2": tf.GPT2LMHeadModel,
-        "llama": tf.LlamaForCausalLM,
-        "bert": tf.BertForMaskedLM,
-        "t5": tf.T5ForConditionalGeneration,
-    }
-    if hf_cfg.model_type not in classes:
-        raise CheckpointError(f"{path}: model_type={hf_cfg.model_type!r}; supported: {sorted(classes)}")
-    hf_model = classes[hf_cfg.model_type].from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    try:
+        hf_class = hf_model_class(hf_cfg.model_type)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    hf_model = hf_class.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     model = from_hf(hf_model)
     tokenizer = None
     if (path / "tokenizer.json").is_file():
@@ -145,6 +142,6 @@ def export_with_generation_config(ckpt_path: str | Path, out: str | Path, sampli
         raise CheckpointError(f"ckpt_path={ckpt_path}: a classification checkpoint; export writes language models")
     del checkpoint
     out = export_checkpoint(ckpt_path, out)
-    if metadata["model_config"].get("family", "gpt") != "bert":  # an encoder with a masked-LM head does not generate
+    if family_of(metadata["model_config"].get("family", "gpt")).can_generate:
         finish_export(out, metadata, sampling)
     return out

@@ -32,6 +32,8 @@ class ClassificationDataModule(L.LightningDataModule):
     a seeded `val_fraction` of the training rows.
     """
 
+    batch_kind = "labelled_texts"
+
     def __init__(
         self,
         train_file: str,

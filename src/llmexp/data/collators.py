@@ -29,6 +29,8 @@ class MaskedLMCollator:
     """BERT's masking: pick `mask_prob` of the non-special tokens; of those, 80% become the mask token, 10% a random
     token and 10% stay as they are. Only picked tokens are predicted."""
 
+    batch_kind = "masked_lm"
+
     def __init__(
         self,
         tokenizer: Tokenizer,
@@ -89,6 +91,8 @@ class SpanCorruptionCollator:
     """T5's span corruption: noise spans become one sentinel each in the input; the target lists each sentinel and
     the tokens it hid. Both end with EOS. Batches are padded with the pad token (labels with -100), and
     `decoder_input_ids` are the labels shifted right after the start token (the pad token, as in T5)."""
+
+    batch_kind = "span_corruption"
 
     def __init__(
         self,

@@ -39,6 +39,8 @@ class PackedBlocks(Dataset):
 class CausalLMDataModule(L.LightningDataModule):
     """Corpus -> tokenizer -> packed blocks, shuffled from the seed, with the data position saved in checkpoints."""
 
+    batch_kind = "token_blocks"  # what it feeds a Task (Task.accepts); a collator makes another kind
+
     def __init__(
         self,
         corpus: Corpus,

@@ -94,6 +94,8 @@ def collate(items: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
 class SFTDataModule(L.LightningDataModule):
     """Instruction or chat rows from json/jsonl/csv/parquet files or a `datasets` name."""
 
+    batch_kind = "instructions"
+
     def __init__(
         self,
         train_file: str,

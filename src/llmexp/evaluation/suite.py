@@ -16,6 +16,8 @@ from llmexp.evaluation.generation_eval import evaluate_code, evaluate_generation
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.scoring import LogLikelihoodScorer, text_perplexity
 from llmexp.evaluation.tasks import TaskSpec, get_task, load_examples
+from llmexp.tasks.base import Task
+from llmexp.tasks.full_weights import full_language_model
 from llmexp.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -179,11 +181,14 @@ def run_tasks(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) ->
     return results
 
 
-def evaluate_after_training(trainer, model: nn.Module, tokenizer: Tokenizer, eval_cfg: DictConfig) -> dict[str, float]:
-    """`llmexp-train eval=<suite option>`: the tasks on the trained model (rank 0), logged as eval/<task>/<metric>."""
-    if not trainer.is_global_zero:
-        return {}
-    scores = {f"eval/{k}": v for k, v in run_tasks(model, tokenizer, EvalSettings.from_config(eval_cfg)).items()}
+def evaluate_after_training(trainer, task: Task, tokenizer: Tokenizer, eval_cfg: DictConfig) -> dict[str, float]:
+    """`llmexp-train eval=<suite option>`: the tasks on the trained model, logged as eval/<task>/<metric>. Every rank
+    calls it (a sharded model is gathered); rank 0 evaluates and returns the scores, the others return {}."""
+    settings = EvalSettings.from_config(eval_cfg)
+    with full_language_model(trainer, task) as model:
+        if model is None:
+            return {}
+        scores = {f"eval/{k}": v for k, v in run_tasks(model, tokenizer, settings).items()}
     for logger in trainer.loggers:
         logger.log_metrics(scores, step=trainer.global_step)
     return scores

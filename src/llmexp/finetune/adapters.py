@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from llmexp.errors import ConfigError
+from llmexp.models.spec import family_of
 
 
 class Adapter:
@@ -32,6 +33,11 @@ class Adapter:
     def describe(self) -> dict:
         return {"name": self.name}
 
+    def fresh(self) -> Adapter:
+        """An adapter with the same settings, not yet applied (for a second, unsharded copy of the model)."""
+        settings = {k: v for k, v in self.describe().items() if k != "name"}
+        return type(self)(**settings)
+
 
 class Freeze(Adapter):
     """Train the upper layers only: the embeddings and the lowest `layers` blocks keep their pretrained values."""
@@ -44,16 +50,14 @@ class Freeze(Adapter):
         self.layers, self.embeddings = layers, embeddings
 
     def apply(self, model: nn.Module) -> nn.Module:
-        blocks = getattr(model, "blocks", None) or getattr(model, "layers", None)  # GPT: blocks; BERT: layers
-        if blocks is None:
-            raise ConfigError(f"finetune=freeze: {type(model).__name__} has no `blocks` or `layers` to freeze")
+        spec = family_of(model)
+        blocks = [m for m in model.modules() if isinstance(m, spec.block_classes)]  # input side first
         if self.layers > len(blocks):
             raise ConfigError(f"finetune.layers={self.layers}: the model has only {len(blocks)} blocks")
         super().apply(model)
         frozen: list[nn.Module] = list(blocks[: self.layers])
         if self.embeddings:
-            names = ("wte", "wpe", "wtt", "norm_emb")  # token, position, token-type embeddings (+ BERT's norm)
-            frozen += [getattr(model, n) for n in names if getattr(model, n, None) is not None]
+            frozen += [getattr(model, n) for n in spec.embedding_modules if getattr(model, n, None) is not None]
         for module in frozen:
             module.requires_grad_(False)
         return model
@@ -69,19 +73,21 @@ class LoRA(Adapter):
     adds_layers = True
 
     def __init__(
-        self, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, target_modules: Sequence[str] = ("qkv", "proj")
+        self, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, target_modules: Sequence[str] | None = None
     ):
         if r < 1:
             raise ConfigError(f"finetune.r={r}: the LoRA rank must be >= 1")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"finetune.dropout={dropout}: must be in [0, 1)")
-        self.r, self.alpha, self.dropout, self.target_modules = r, alpha, dropout, list(target_modules)
-        self._lora = None
+        self.r, self.alpha, self.dropout = r, alpha, dropout
+        self.target_modules = list(target_modules) if target_modules is not None else None  # None: the family's
 
     def apply(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig
         from peft.tuners.lora import LoraModel
 
+        if self.target_modules is None:
+            self.target_modules = list(family_of(model).lora_targets)
         linear_names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
         unknown = sorted(set(self.target_modules) - linear_names)
         if unknown or not self.target_modules:
@@ -93,14 +99,23 @@ class LoRA(Adapter):
             r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules
         )
         # LoraModel swaps the target layers in place and marks only the adapters trainable; `model` stays the root.
-        self._lora = LoraModel(model, config, "default")
+        LoraModel(model, config, "default")
         return model
 
     def merged(self, model: nn.Module) -> nn.Module:
-        """A copy of the model with W + (alpha / r) B A in every adapted layer, the adapters removed."""
-        if self._lora is None:
-            raise RuntimeError("LoRA.merged called before apply")
-        return copy.deepcopy(self._lora).merge_and_unload()
+        """A copy of `model` (adapted by this or an equal LoRA) with W + (alpha / r) B A in every adapted layer and
+        the adapters removed: a plain model again."""
+        from peft.tuners.lora import LoraLayer
+
+        plain = copy.deepcopy(model)
+        adapted = [(name, m) for name, m in plain.named_modules() if isinstance(m, LoraLayer)]
+        if not adapted:
+            raise ConfigError("finetune=lora: the model has no LoRA layers to merge")
+        for name, layer in adapted:
+            layer.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(plain.get_submodule(parent_name) if parent_name else plain, child, layer.get_base_layer())
+        return plain
 
     def describe(self) -> dict:
         return {

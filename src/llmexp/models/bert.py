@@ -126,6 +126,10 @@ class Bert(nn.Module):
                 x = layer(x, mask)
         return x
 
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What a task reads a text through (classification pools it): the encoder output."""
+        return self.encode(input_ids, attention_mask)
+
     def forward(
         self,
         input_ids: torch.Tensor,

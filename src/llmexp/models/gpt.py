@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from llmexp.models.choices import check_choices
 from llmexp.models.layers import (
     MLP,
     Attention,
@@ -30,11 +32,11 @@ class GPTConfig:
     n_kv_head: int | None = None  # None: same as n_head (MHA); fewer gives GQA, 1 gives MQA
     n_embd: int = 128
     max_seq_len: int = 256
-    intermediate_size: int | None = None  # None: 4 * n_embd (gelu) or the Llama 8/3 rule (swiglu)
-    mlp: str = "gelu"  # gelu | swiglu
-    norm: str = "layernorm"  # layernorm | rmsnorm
+    intermediate_size: int | None = None  # None: 4 * n_embd, or the Llama 8/3 rule for gated MLPs
+    mlp: Literal["gelu", "gelu_exact", "relu", "swiglu", "geglu"] = "gelu"  # swiglu/geglu are gated (Llama, T5 v1.1)
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_eps: float = 1e-5
-    pos_emb: str = "learned"  # learned | rope | sinusoidal
+    pos_emb: Literal["learned", "rope", "sinusoidal"] = "learned"
     rope_theta: float = 10000.0
     bias: bool = True
     dropout: float = 0.0
@@ -45,14 +47,12 @@ class GPTConfig:
     family = "gpt"
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.intermediate_size is None:
-            self.intermediate_size = (
-                4 * self.n_embd if self.mlp == "gelu" else 256 * ((8 * self.n_embd // 3 + 255) // 256)
-            )
-        if self.pos_emb not in ("learned", "rope", "sinusoidal"):
-            raise ValueError(f"model.pos_emb must be 'learned', 'rope' or 'sinusoidal', got {self.pos_emb!r}")
+            gated = self.mlp in ("swiglu", "geglu")
+            self.intermediate_size = 256 * ((8 * self.n_embd // 3 + 255) // 256) if gated else 4 * self.n_embd
         if self.n_embd % self.n_head:
             raise ValueError(f"model.n_embd={self.n_embd} must be divisible by model.n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
@@ -71,7 +71,8 @@ class GPTConfig:
         d, hidden, kv = self.n_embd, self.intermediate_size, self.n_kv_head * (self.n_embd // self.n_head)
         bias = int(self.bias)
         attn = d * (d + 2 * kv) + bias * (d + 2 * kv) + d * d + bias * d
-        mlp = (3 if self.mlp == "swiglu" else 2) * d * hidden + bias * ((2 if self.mlp == "swiglu" else 1) * hidden + d)
+        gated = self.mlp in ("swiglu", "geglu")
+        mlp = (3 if gated else 2) * d * hidden + bias * ((2 if gated else 1) * hidden + d)
         norms = 2 * d * (1 + (bias if self.norm == "layernorm" else 0))
         total = self.n_layer * (attn + mlp + norms) + d * (1 + (bias if self.norm == "layernorm" else 0))
         if not non_embedding:
@@ -146,10 +147,24 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, T, vocab]. `attention_mask` [B, T] marks real tokens (1) and padding (0).
+        """Logits [B, T, vocab]; see `hidden_states` for the inputs."""
+        return self.lm_head(self.hidden_states(input_ids, attention_mask, position_ids, cache, segment_ids))
 
-        With a `cache`, the new tokens are appended after `cache.length` cached positions.
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final normalised hidden states [B, T, n_embd].
+
+        `attention_mask` [B, T] marks real tokens (1) and padding (0). `segment_ids` [B, T] packs several documents
+        into one row: a token attends only to earlier tokens of its own segment, and positions restart at each
+        segment (as if every document were alone). With a `cache`, the new tokens follow `cache.length` cached ones.
         """
         batch, seq = input_ids.shape
         start = cache.length if cache is not None else 0
@@ -157,9 +172,15 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {start + seq} tokens exceeds the model's max_seq_len {self.config.max_seq_len}"
             )
-        if position_ids is None:
-            position_ids = self._position_ids(batch, seq, start, attention_mask, cache, input_ids.device)
-        mask = self._attention_mask(seq, start, attention_mask, cache, input_ids.device)
+        if segment_ids is not None:
+            if cache is not None or attention_mask is not None:
+                raise ValueError("segment_ids (packed rows) go without a cache and without an attention_mask")
+            mask = segment_mask(segment_ids)
+            position_ids = segment_positions(segment_ids) if position_ids is None else position_ids
+        else:
+            if position_ids is None:
+                position_ids = self._position_ids(batch, seq, start, attention_mask, cache, input_ids.device)
+            mask = self._attention_mask(seq, start, attention_mask, cache, input_ids.device)
         x = self.wte(input_ids)
         if self.wpe is not None:
             x = x + self.wpe(position_ids)
@@ -175,7 +196,7 @@ class GPT(nn.Module):
                 x = block(x, rope, mask, layer_cache, start)
         if cache is not None:
             cache.length = start + seq
-        return self.lm_head(self.norm_f(x))
+        return self.norm_f(x)
 
     @staticmethod
     def _position_ids(batch, seq, start, attention_mask, cache, device) -> torch.Tensor:
@@ -201,3 +222,19 @@ class GPT(nn.Module):
         itself = torch.arange(total, device=device) == torch.arange(start, total, device=device)[:, None]
         mask = mask | itself.unsqueeze(0)
         return mask.unsqueeze(1)
+
+
+def segment_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Boolean [B, 1, T, T]: causal, and only within a token's own segment."""
+    seq = segment_ids.shape[1]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=segment_ids.device).tril()
+    return ((segment_ids[:, :, None] == segment_ids[:, None, :]) & causal).unsqueeze(1)
+
+
+def segment_positions(segment_ids: torch.Tensor) -> torch.Tensor:
+    """Positions that restart at 0 where a new segment begins."""
+    index = torch.arange(segment_ids.shape[1], device=segment_ids.device).expand_as(segment_ids)
+    starts = torch.ones_like(segment_ids, dtype=torch.bool)
+    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    first = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - first

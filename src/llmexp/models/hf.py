@@ -1,9 +1,6 @@
-"""Exact weight interop with `transformers`: our models <-> GPT2LMHeadModel, LlamaForCausalLM, BertForMaskedLM,
-T5ForConditionalGeneration, and local directories (config.json + model.safetensors + tokenizer files).
-
-Each architecture is a list of (our key, HF key) pairs plus the few tensors that change shape (GPT-2's Conv1D
-weights are transposed; Llama's q/k/v are one fused matrix on our side).
-"""
+"""Exact weight interop with `transformers`, through the HF adapters each family's FamilySpec lists (GPT ->
+GPT2LMHeadModel or LlamaForCausalLM, BERT -> BertForMaskedLM, T5 -> T5ForConditionalGeneration). Reading and writing
+whole HF directories is `llmexp.artifacts.hf_dir`."""
 
 from __future__ import annotations
 
@@ -12,259 +9,46 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmexp.errors import CheckpointError, ConfigError
-from llmexp.models.bert import BertConfig
-from llmexp.models.gpt import GPTConfig
-from llmexp.models.t5 import T5Config
-
-ARCHITECTURES = ("gpt2", "llama", "bert", "t5")
+from llmexp.errors import CheckpointError
+from llmexp.models.spec import build_model, family_of, hf_adapter_for_type
 
 
 def architecture(config: Any) -> str:
-    """Which HF architecture represents this config exactly (ConfigError when none does)."""
-    if isinstance(config, BertConfig):
-        return "bert"
-    if isinstance(config, T5Config):
-        if not config.tie_embeddings:
-            raise ConfigError("model.tie_embeddings=false: transformers 5 always ties T5's output head to its input")
-        return "t5"
-    gpt2 = (config.pos_emb, config.norm, config.mlp, config.bias) == ("learned", "layernorm", "gelu", True)
-    if gpt2 and config.n_kv_head == config.n_head:
-        return "gpt2"
-    if (config.pos_emb, config.norm, config.mlp) == ("rope", "rmsnorm", "swiglu"):
-        return "llama"
-    raise ConfigError(
-        f"model (pos_emb={config.pos_emb}, norm={config.norm}, mlp={config.mlp}, bias={config.bias}) is neither "
-        "GPT-2-style (learned, layernorm, gelu, bias, MHA) nor Llama-style (rope, rmsnorm, swiglu)"
-    )
+    """Which HF architecture (`model_type`) represents this config exactly (ConfigError when none does)."""
+    return family_of(config).hf_adapter(config).model_type
 
 
 def hf_config(config: Any, eos_id: int | None = None):
     """The `transformers` config of the same shape."""
-    import transformers as tf
-
-    arch = architecture(config)
-    if arch == "gpt2":
-        return tf.GPT2Config(
-            vocab_size=config.vocab_size, n_positions=config.max_seq_len, n_embd=config.n_embd,
-            n_layer=config.n_layer, n_head=config.n_head, n_inner=config.intermediate_size,
-            activation_function="gelu_new", resid_pdrop=config.dropout, embd_pdrop=config.dropout,
-            attn_pdrop=config.dropout, layer_norm_epsilon=config.norm_eps, initializer_range=config.init_std,
-            bos_token_id=eos_id, eos_token_id=eos_id, tie_word_embeddings=config.tie_embeddings,
-        )  # fmt: skip
-    if arch == "llama":
-        return tf.LlamaConfig(
-            vocab_size=config.vocab_size, hidden_size=config.n_embd, intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
-            num_key_value_heads=config.n_kv_head, max_position_embeddings=config.max_seq_len,
-            rms_norm_eps=config.norm_eps, rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
-            attention_bias=config.bias, mlp_bias=config.bias, attention_dropout=config.dropout,
-            tie_word_embeddings=config.tie_embeddings, initializer_range=config.init_std,
-            bos_token_id=eos_id, eos_token_id=eos_id,
-        )  # fmt: skip
-    if arch == "bert":
-        return tf.BertConfig(
-            vocab_size=config.vocab_size, hidden_size=config.n_embd, num_hidden_layers=config.n_layer,
-            num_attention_heads=config.n_head, intermediate_size=config.intermediate_size, hidden_act="gelu",
-            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
-            max_position_embeddings=config.max_seq_len, type_vocab_size=config.type_vocab_size,
-            layer_norm_eps=config.norm_eps, pad_token_id=config.pad_token_id, initializer_range=config.init_std,
-        )  # fmt: skip
-    return tf.T5Config(
-        vocab_size=config.vocab_size, d_model=config.n_embd, d_kv=config.head_dim, d_ff=config.intermediate_size,
-        num_layers=config.n_layer, num_decoder_layers=config.n_decoder_layer, num_heads=config.n_head,
-        relative_attention_num_buckets=config.relative_buckets,
-        relative_attention_max_distance=config.relative_max_distance, dropout_rate=config.dropout,
-        layer_norm_epsilon=config.norm_eps, feed_forward_proj="relu" if config.mlp == "relu" else "gated-gelu",
-        pad_token_id=config.pad_token_id, decoder_start_token_id=config.pad_token_id,
-        eos_token_id=eos_id if eos_id is not None else 1,
-    )  # fmt: skip
+    return family_of(config).hf_adapter(config).hf_config(config, eos_id)
 
 
-def config_from_hf(hf: Any):
+def config_from_hf(hf: Any) -> Any:
     """Our config of the same shape as a `transformers` config (CheckpointError for other model types)."""
-    kind = hf.model_type
-    if kind == "gpt2":
-        if hf.activation_function != "gelu_new":
-            raise CheckpointError(f"gpt2 activation_function={hf.activation_function!r}; only 'gelu_new' is supported")
-        return GPTConfig(
-            vocab_size=hf.vocab_size, n_layer=hf.n_layer, n_head=hf.n_head, n_embd=hf.n_embd,
-            max_seq_len=hf.n_positions, intermediate_size=hf.n_inner or 4 * hf.n_embd, norm_eps=hf.layer_norm_epsilon,
-            dropout=hf.resid_pdrop, tie_embeddings=hf.tie_word_embeddings, init_std=hf.initializer_range,
-        )  # fmt: skip
-    if kind == "llama":
-        rope = hf.rope_parameters or {}
-        if rope.get("rope_type", "default") != "default":
-            raise CheckpointError(f"llama rope_type={rope.get('rope_type')!r}; only 'default' RoPE is supported")
-        return GPTConfig(
-            vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
-            n_kv_head=hf.num_key_value_heads, n_embd=hf.hidden_size, max_seq_len=hf.max_position_embeddings,
-            intermediate_size=hf.intermediate_size, mlp="swiglu", norm="rmsnorm", norm_eps=hf.rms_norm_eps,
-            pos_emb="rope", rope_theta=rope.get("rope_theta", 10000.0), bias=hf.attention_bias,
-            dropout=hf.attention_dropout, tie_embeddings=hf.tie_word_embeddings, init_std=hf.initializer_range,
-        )  # fmt: skip
-    if kind == "bert":
-        return BertConfig(
-            vocab_size=hf.vocab_size, n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
-            n_embd=hf.hidden_size, intermediate_size=hf.intermediate_size, max_seq_len=hf.max_position_embeddings,
-            type_vocab_size=hf.type_vocab_size, norm_eps=hf.layer_norm_eps, dropout=hf.hidden_dropout_prob,
-            pad_token_id=hf.pad_token_id or 0, init_std=hf.initializer_range,
-        )  # fmt: skip
-    if kind == "t5":
-        return T5Config(
-            vocab_size=hf.vocab_size, n_layer=hf.num_layers, n_decoder_layer=hf.num_decoder_layers,
-            n_head=hf.num_heads, head_dim=hf.d_kv, n_embd=hf.d_model, intermediate_size=hf.d_ff,
-            mlp="geglu" if hf.is_gated_act else "relu", relative_buckets=hf.relative_attention_num_buckets,
-            relative_max_distance=hf.relative_attention_max_distance, norm_eps=hf.layer_norm_epsilon,
-            dropout=hf.dropout_rate, tie_embeddings=hf.scale_decoder_outputs, pad_token_id=hf.pad_token_id,
-        )  # fmt: skip
-    raise CheckpointError(f"model_type={kind!r} cannot be imported; supported: {list(ARCHITECTURES)}")
-
-
-def _pairs(config: Any, arch: str) -> list[tuple[str, str]]:
-    """(our key, HF key) for every tensor that only changes its name."""
-    if arch == "gpt2":
-        pairs = [("wte.weight", "transformer.wte.weight"), ("wpe.weight", "transformer.wpe.weight")]
-        for ours, theirs in (("norm_f", "transformer.ln_f"),):
-            pairs += [(f"{ours}.weight", f"{theirs}.weight"), (f"{ours}.bias", f"{theirs}.bias")]
-        for i in range(config.n_layer):
-            o, h = f"blocks.{i}.", f"transformer.h.{i}."
-            for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2")):
-                pairs += [(f"{o}{ours}.{p}", f"{h}{theirs}.{p}") for p in ("weight", "bias")]
-            for ours, theirs in (("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc")):
-                pairs.append((f"{o}{ours}.bias", f"{h}{theirs}.bias"))
-            pairs.append((f"{o}mlp.down.bias", f"{h}mlp.c_proj.bias"))
-        return [*pairs, ("lm_head.weight", "lm_head.weight")]
-    if arch == "llama":
-        pairs = [("wte.weight", "model.embed_tokens.weight"), ("norm_f.weight", "model.norm.weight")]
-        names = [("attn.proj", "self_attn.o_proj"), ("mlp.gate", "mlp.gate_proj"), ("mlp.up", "mlp.up_proj")]
-        names += [("mlp.down", "mlp.down_proj")]
-        for i in range(config.n_layer):
-            o, h = f"blocks.{i}.", f"model.layers.{i}."
-            pairs += [(f"{o}norm1.weight", f"{h}input_layernorm.weight")]
-            pairs += [(f"{o}norm2.weight", f"{h}post_attention_layernorm.weight")]
-            for ours, theirs in names:
-                pairs.append((f"{o}{ours}.weight", f"{h}{theirs}.weight"))
-                if config.bias:
-                    pairs.append((f"{o}{ours}.bias", f"{h}{theirs}.bias"))
-        return [*pairs, ("lm_head.weight", "lm_head.weight")]
-    if arch == "bert":
-        return _bert_pairs(config)
-    return _t5_pairs(config)
-
-
-def _weight_and_bias(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(f"{o}.{p}", f"{h}.{p}") for o, h in pairs for p in ("weight", "bias")]
-
-
-def _bert_pairs(config: BertConfig) -> list[tuple[str, str]]:
-    e = "bert.embeddings."
-    pairs = [("wte.weight", f"{e}word_embeddings.weight"), ("wpe.weight", f"{e}position_embeddings.weight")]
-    pairs += [("wtt.weight", f"{e}token_type_embeddings.weight"), ("lm_head.bias", "cls.predictions.bias")]
-    pairs += [("lm_head.weight", "cls.predictions.decoder.weight")]
-    modules = [("norm_emb", f"{e}LayerNorm"), ("head_dense", "cls.predictions.transform.dense")]
-    modules.append(("head_norm", "cls.predictions.transform.LayerNorm"))
-    for i in range(config.n_layer):
-        o, h = f"layers.{i}.", f"bert.encoder.layer.{i}."
-        modules += [
-            (f"{o}attn.{a}", f"{h}attention.self.{b}") for a, b in zip("qkv", ("query", "key", "value"), strict=True)
-        ]
-        modules += [(f"{o}attn.o", f"{h}attention.output.dense"), (f"{o}norm1", f"{h}attention.output.LayerNorm")]
-        modules += [(f"{o}mlp.up", f"{h}intermediate.dense"), (f"{o}mlp.down", f"{h}output.dense")]
-        modules += [(f"{o}norm2", f"{h}output.LayerNorm")]
-    return pairs + _weight_and_bias(modules)
-
-
-def _t5_pairs(config: T5Config) -> list[tuple[str, str]]:
-    pairs = [("shared.weight", "shared.weight"), ("encoder_norm.weight", "encoder.final_layer_norm.weight")]
-    pairs += [("decoder_norm.weight", "decoder.final_layer_norm.weight"), ("lm_head.weight", "lm_head.weight")]
-    bias = "layer.0.SelfAttention.relative_attention_bias.weight"
-    pairs += [("encoder_bias.relative_attention_bias.weight", f"encoder.block.0.{bias}")]
-    pairs += [("decoder_bias.relative_attention_bias.weight", f"decoder.block.0.{bias}")]
-    mlp = [("mlp.up", "wi"), ("mlp.down", "wo")]
-    if config.mlp == "geglu":
-        mlp = [("mlp.gate", "wi_0"), ("mlp.up", "wi_1"), ("mlp.down", "wo")]
-    for stack, n in (("encoder", config.n_layer), ("decoder", config.n_decoder_layer)):
-        for i in range(n):
-            o, h = f"{stack}.{i}.", f"{stack}.block.{i}.layer."
-            ff = 2 if stack == "decoder" else 1
-            pairs += [(f"{o}self_attn.{p}.weight", f"{h}0.SelfAttention.{p}.weight") for p in "qkvo"]
-            pairs += [
-                (f"{o}norm1.weight", f"{h}0.layer_norm.weight"),
-                (f"{o}norm2.weight", f"{h}{ff}.layer_norm.weight"),
-            ]
-            pairs += [(f"{o}{a}.weight", f"{h}{ff}.DenseReluDense.{b}.weight") for a, b in mlp]
-            if stack == "decoder":
-                pairs += [(f"{o}cross_attn.{p}.weight", f"{h}1.EncDecAttention.{p}.weight") for p in "qkvo"]
-                pairs += [(f"{o}norm_cross.weight", f"{h}1.layer_norm.weight")]
-    return pairs
-
-
-def _gpt2_transposed(config: GPTConfig) -> list[tuple[str, str]]:
-    """GPT-2 stores its linear layers as Conv1D, [in, out]: the transpose of ours."""
-    names = [("attn.qkv", "attn.c_attn"), ("attn.proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc")]
-    names.append(("mlp.down", "mlp.c_proj"))
-    return [
-        (f"blocks.{i}.{a}.weight", f"transformer.h.{i}.{b}.weight") for i in range(config.n_layer) for a, b in names
-    ]
-
-
-def _llama_qkv(config: GPTConfig) -> list[tuple[str, list[str], list[int]]]:
-    """Our fused qkv rows -> Llama's q_proj, k_proj, v_proj."""
-    head_dim = config.n_embd // config.n_head
-    sizes = [config.n_head * head_dim, config.n_kv_head * head_dim, config.n_kv_head * head_dim]
-    out = []
-    for i in range(config.n_layer):
-        for p in ("weight", "bias") if config.bias else ("weight",):
-            names = [f"model.layers.{i}.self_attn.{n}_proj.{p}" for n in "qkv"]
-            out.append((f"blocks.{i}.attn.qkv.{p}", names, sizes))
-    return out
+    return hf_adapter_for_type(hf.model_type).config_from_hf(hf)
 
 
 def to_hf_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Our state dict under HF names and layouts (tied weights appear under every HF name that shares them)."""
-    config, ours = model.config, model.state_dict()
-    arch = architecture(config)
-    state = {theirs: ours[o] for o, theirs in _pairs(config, arch)}
-    if arch == "gpt2":
-        state.update({theirs: ours[o].t().contiguous() for o, theirs in _gpt2_transposed(config)})
-    if arch == "llama":
-        for o, names, sizes in _llama_qkv(config):
-            state.update(dict(zip(names, (t.contiguous() for t in ours[o].split(sizes)), strict=True)))
-    if arch == "bert":
-        state["cls.predictions.decoder.bias"] = ours["lm_head.bias"]
-    if arch == "t5":
-        for name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
-            state[name] = ours["shared.weight"]
-    return state
+    return family_of(model).hf_adapter(model.config).to_hf_state(model.config, model.state_dict())
 
 
 def from_hf_state(config: Any, hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An HF state dict under our names and layouts, for a model built from `config`."""
-    arch = architecture(config)
-    try:
-        state = {o: hf_state[theirs] for o, theirs in _pairs(config, arch)}
-        if arch == "gpt2":
-            state.update({o: hf_state[theirs].t().contiguous() for o, theirs in _gpt2_transposed(config)})
-        if arch == "llama":
-            state.update({o: torch.cat([hf_state[n] for n in names]) for o, names, _ in _llama_qkv(config)})
-    except KeyError as err:
-        raise CheckpointError(f"the {arch} weights have no tensor {err.args[0]!r}") from None
-    return state
+    return family_of(config).hf_adapter(config).from_hf_state(config, hf_state)
+
+
+def hf_model_class(model_type: str) -> type:
+    import transformers as tf
+
+    return getattr(tf, hf_adapter_for_type(model_type).hf_class)
 
 
 def to_hf(model: nn.Module, eos_id: int | None = None):
     """A `transformers` model holding exactly our weights (float32, eval mode)."""
-    import transformers as tf
-
-    classes = {
-        "gpt2": tf.GPT2LMHeadModel,
-        "llama": tf.LlamaForCausalLM,
-        "bert": tf.BertForMaskedLM,
-        "t5": tf.T5ForConditionalGeneration,
-    }
-    hf = classes[architecture(model.config)](hf_config(model.config, eos_id))
-    missing, unexpected = hf.load_state_dict(to_hf_state(model), strict=False)
+    adapter = family_of(model).hf_adapter(model.config)
+    hf = hf_model_class(adapter.model_type)(adapter.hf_config(model.config, eos_id))
+    missing, unexpected = hf.load_state_dict(adapter.to_hf_state(model.config, model.state_dict()), strict=False)
     missing = [k for k in missing if not k.endswith(("attn.bias", "attn.masked_bias"))]
     if missing or unexpected:
         raise CheckpointError(f"HF export left tensors unset {missing} or unused {unexpected}")
@@ -274,6 +58,6 @@ def to_hf(model: nn.Module, eos_id: int | None = None):
 def from_hf(hf_model: nn.Module) -> nn.Module:
     """Our model with exactly the weights of a `transformers` model."""
     config = config_from_hf(hf_model.config)
-    model = config.build()
+    model = build_model(config)
     model.load_state_dict(from_hf_state(config, hf_model.state_dict()))
     return model.eval()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from llmexp.models.choices import check_choices
 from llmexp.models.layers import (
     MLP,
     LayerKVCache,
@@ -29,7 +31,7 @@ class T5Config:
     head_dim: int = 16
     n_embd: int = 64
     intermediate_size: int = 256
-    mlp: str = "relu"  # relu | geglu
+    mlp: Literal["relu", "geglu"] = "relu"
     relative_buckets: int = 32
     relative_max_distance: int = 128
     norm_eps: float = 1e-6
@@ -44,8 +46,7 @@ class T5Config:
     def __post_init__(self) -> None:
         if self.n_decoder_layer is None:
             self.n_decoder_layer = self.n_layer
-        if self.mlp not in ("relu", "geglu"):
-            raise ValueError(f"model.mlp must be 'relu' or 'geglu' for T5, got {self.mlp!r}")
+        check_choices(self)
 
     def to_dict(self) -> dict:
         return {"family": self.family, **asdict(self)}
@@ -169,6 +170,10 @@ class T5(nn.Module):
         for block in self.encoder:
             x = self._run(block, x, mask, bias)
         return self.drop(self.encoder_norm(x))
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What a task reads a text through (classification pools it): the encoder output."""
+        return self.encode(input_ids, attention_mask)
 
     def new_cache(self, memory: torch.Tensor, max_len: int) -> T5Cache:
         return T5Cache(self, memory, max_len)

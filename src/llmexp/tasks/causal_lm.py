@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.text import Perplexity
 
-from llmexp.tasks.optim import configure_optimization
+from llmexp.tasks.base import OptimizerFactory, SchedulerFactory, Task
 from llmexp.tokenizer import Tokenizer
 
-OptimizerFactory = Callable[..., torch.optim.Optimizer]
-SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
+class CausalLMTask(Task):
+    """Owns the next-token objective and its metrics (loss, perplexity, bits per byte)."""
 
-class CausalLMTask(L.LightningModule):
-    """Owns the next-token objective, its metrics (loss, perplexity, bits per byte) and the optimizer wiring.
-
-    `metadata` (plain JSON-able data: model config, tokenizer, resolved run config) is written into every checkpoint
-    so a checkpoint alone rebuilds the model and its tokenizer.
-    """
+    objective = "causal_lm"
+    accepts = ("token_blocks",)
 
     def __init__(
         self,
@@ -35,11 +29,7 @@ class CausalLMTask(L.LightningModule):
         tokenizer: Tokenizer | None = None,
         metadata: dict[str, Any] | None = None,
     ):
-        super().__init__()
-        self.model = model
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.metadata = metadata or {}
+        super().__init__(model, optimizer, scheduler, metadata)
         # Bytes per token turn nats per token into bits per byte; without a tokenizer every token counts as one byte.
         token_bytes = (
             torch.from_numpy(tokenizer.token_bytes())
@@ -51,12 +41,6 @@ class CausalLMTask(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_nats = SumMetric()
         self.val_bytes = SumMetric()
-
-    def configure_model(self) -> None:
-        """Parallelism is applied from outside the model: a strategy that shards it (fsdp2) offers `parallelize`."""
-        parallelize = getattr(self.trainer.strategy, "parallelize", None)
-        if parallelize is not None:
-            parallelize(self.model)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -108,11 +92,3 @@ class CausalLMTask(L.LightningModule):
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimization(
-            self.model, self.optimizer_factory, self.scheduler_factory, int(self.trainer.estimated_stepping_batches)
-        )
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["llmexp"] = self.metadata

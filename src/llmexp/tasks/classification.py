@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,28 +13,25 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from llmexp.errors import ConfigError
 from llmexp.finetune.adapters import Adapter
-from llmexp.tasks.optim import configure_optimization
+from llmexp.models.spec import family_of
+from llmexp.tasks.base import Task
 from llmexp.tokenizer import Tokenizer
 
 
 class SequenceClassifier(nn.Module):
     """Backbone hidden states pooled to one vector per text, then a linear head to label logits.
 
-    GPT (causal): the last real token's state, the only one that has seen the whole text; its LM head is replaced by
-    an identity, so its forward returns the final normalised hidden states. Encoders with an `encode` method (BERT):
-    the mean of the real tokens' states.
+    Causal families: the last real token's state, the only one that has seen the whole text. Others (BERT, T5's
+    encoder): the mean of the real tokens' states. The parts of the backbone that only its LM head uses are dropped,
+    so every remaining weight gets a gradient (DDP requires it).
     """
 
     def __init__(self, backbone: nn.Module, num_labels: int, dropout: float = 0.0):
         super().__init__()
-        family = getattr(backbone.config, "family", None)
-        if family == "gpt":
-            backbone.lm_head = nn.Identity()
-            self.pooling = "last"
-        elif hasattr(backbone, "encode"):
-            self.pooling = "mean"
-        else:
-            raise ConfigError(f"classification: model family {family!r} has no hidden states to classify from")
+        spec = family_of(backbone)
+        self.pooling = "last" if spec.causal else "mean"
+        for name in spec.head_modules:
+            setattr(backbone, name, nn.Identity())
         self.backbone = backbone
         self.config = backbone.config  # for FLOPs estimates (throughput callback)
         self.dropout = nn.Dropout(dropout)
@@ -44,21 +40,25 @@ class SequenceClassifier(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "last":
-            hidden = self.backbone(input_ids)
+        if self.pooling == "last":  # right padding is invisible to earlier tokens of a causal model
+            hidden = self.backbone.hidden_states(input_ids)
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
         else:
             real = torch.arange(input_ids.shape[1], device=input_ids.device) < lengths[:, None]
-            hidden = self.backbone.encode(input_ids, attention_mask=real.long())
+            hidden = self.backbone.hidden_states(input_ids, attention_mask=real.long())
             pooled = (hidden * real.unsqueeze(-1)).sum(1) / lengths.unsqueeze(-1).clamp(min=1)
         return self.head(self.dropout(pooled))
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(Task):
     """Owns the head, the cross-entropy objective and val accuracy / macro F1.
 
     The head is built in `setup`, once the data module knows the labels; `finetune` decides what trains.
     """
+
+    objective = "classification"
+    accepts = ("labelled_texts",)
+    trains_language_model = False
 
     def __init__(
         self,
@@ -72,13 +72,12 @@ class ClassificationTask(L.LightningModule):
         label_names: list[str] | None = None,
         classifier_dropout: float = 0.0,
     ):
-        super().__init__()
-        self.backbone = model
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.metadata = dict(metadata or {})
+        super().__init__(model, optimizer, scheduler, metadata)
+        self.backbone = self.model
         self.adapter = finetune or Adapter()
         self.num_labels, self.label_names = num_labels, list(label_names) if label_names else None
         self.classifier_dropout = classifier_dropout
+        del self.model  # built in `setup` around the backbone, once the labels are known
         self.model: SequenceClassifier | None = None
         if num_labels is not None:
             self._build(num_labels)
@@ -132,15 +131,13 @@ class ClassificationTask(L.LightningModule):
         for metric in (self.val_loss, self.val_acc, self.val_f1):
             metric.reset()
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimization(
-            self.model, self.optimizer_factory, self.scheduler_factory, int(self.trainer.estimated_stepping_batches)
-        )
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["llmexp"] = {
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {
             **self.metadata,
             "task": "classification",
             "label_names": self.label_names,
             "finetune": self.adapter.describe(),
         }
+
+    def language_model(self) -> nn.Module | None:
+        return None  # a classifier: nothing to sample from or score text with

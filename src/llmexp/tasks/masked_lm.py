@@ -15,6 +15,9 @@ class MaskedLMTask(CausalLMTask):
     """The objective of a batch with sparse labels: mean cross-entropy over labelled positions. Optimizer wiring and
     checkpoint metadata are the causal task's. Metrics: loss and perplexity over predicted tokens."""
 
+    objective = "masked_lm"
+    accepts = ("masked_lm",)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.val_count = SumMetric()

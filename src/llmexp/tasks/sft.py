@@ -19,39 +19,19 @@ from torch import nn
 from llmexp.artifacts.inference import save_inference_checkpoint
 from llmexp.data.sft import IGNORE
 from llmexp.finetune.adapters import Adapter
-from llmexp.tasks.causal_lm import CausalLMTask, OptimizerFactory, SchedulerFactory
+from llmexp.tasks.base import OptimizerFactory, SchedulerFactory
+from llmexp.tasks.causal_lm import CausalLMTask
+from llmexp.tasks.full_weights import full_language_model
 from llmexp.tokenizer import ChatTemplate, Tokenizer
 
 log = logging.getLogger(__name__)
 
 
-def packed_forward(
-    model: nn.Module, input_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor
-) -> torch.Tensor:
-    """GPT logits for rows holding several examples: each token attends only to earlier tokens of its own example.
-
-    The GPT forward takes a padding mask only, so this runs its parts with a block-diagonal causal mask
-    [B, 1, T, T]; positions restart at each example, as if every example were alone.
-    """
-    x = model.wte(input_ids)
-    if model.wpe is not None:
-        x = x + model.wpe(position_ids)
-    elif getattr(model, "sin_table", None) is not None:  # pos_emb=sinusoidal
-        x = x + model.sin_table[position_ids]
-    x = model.drop(x)
-    rope = model.rope(position_ids) if model.rope is not None else None
-    seq = input_ids.shape[1]
-    causal = torch.ones(seq, seq, dtype=torch.bool, device=input_ids.device).tril()
-    mask = (segment_ids[:, :, None] == segment_ids[:, None, :]) & causal
-    for block in model.blocks:
-        x = block(x, rope, mask.unsqueeze(1))
-    return model.lm_head(model.norm_f(x))
-
-
 class AdaptedCausalLMTask(CausalLMTask):
     """Next-token prediction on every token (continued pretraining / domain adaptation) with an adapter."""
 
-    task_name = "continued_pretraining"
+    objective = "finetune_lm"
+    task_name = "continued_pretraining"  # what checkpoints record as their task
 
     def __init__(
         self,
@@ -70,25 +50,30 @@ class AdaptedCausalLMTask(CausalLMTask):
     def checkpoint_metadata(self) -> dict[str, Any]:
         return {**self.metadata, "task": self.task_name, "finetune": self.adapter.describe()}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["llmexp"] = self.checkpoint_metadata()
-
-    def merged_model(self) -> nn.Module:
-        """The model with adapters folded in (the model itself when the adapter adds no layers)."""
-        return self.adapter.merged(self.model)
+    def fresh_language_model(self) -> nn.Module:
+        model = super().fresh_language_model()
+        if self.adapter.adds_layers:
+            self.adapter.fresh().apply(model)
+        return model
 
     def on_train_end(self) -> None:
-        if not self.adapter.adds_layers or self.tokenizer is None or not self.trainer.is_global_zero:
+        """With adapters that add layers (LoRA): write the merged weights. Every rank takes part (sharded weights
+        are gathered first); rank 0 writes."""
+        if not self.adapter.adds_layers or self.tokenizer is None:
             return
         path = Path(self.trainer.default_root_dir) / "checkpoints" / "merged.ckpt"
-        save_inference_checkpoint(path, self.merged_model(), self.tokenizer, self.checkpoint_metadata())
-        log.info("adapters merged into the base weights: %s", path)
-        print(f"Merged weights (for generate/serve/export): {path}")
+        with full_language_model(self.trainer, self) as model:
+            if model is not None:
+                save_inference_checkpoint(path, self.adapter.merged(model), self.tokenizer, self.checkpoint_metadata())
+                log.info("adapters merged into the base weights: %s", path)
+                print(f"Merged weights (for generate/serve/export): {path}")
 
 
 class SFTTask(AdaptedCausalLMTask):
     """Loss on response tokens only (labels -100 elsewhere); packed rows keep attention inside each example."""
 
+    objective = "sft"
+    accepts = ("instructions",)
     task_name = "sft"
 
     def __init__(
@@ -114,8 +99,8 @@ class SFTTask(AdaptedCausalLMTask):
         return {**super().checkpoint_metadata(), "chat_template": template.to_dict()}
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "segment_ids" in batch:
-            return packed_forward(self.model, batch["input_ids"], batch["segment_ids"], batch["position_ids"])
+        if "segment_ids" in batch:  # packed rows: the model keeps attention and positions inside each example
+            return self.model(batch["input_ids"], position_ids=batch["position_ids"], segment_ids=batch["segment_ids"])
         return self.model(batch["input_ids"])
 
     def response_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

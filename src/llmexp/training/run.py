@@ -22,12 +22,13 @@ from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.evaluation.suite import evaluate_after_training
-from llmexp.models import config_from_dict
+from llmexp.models.spec import FamilySpec, build_model, config_from_dict, family_of
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
+from llmexp.training.combinations import check_combination, model_family
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
@@ -58,6 +59,15 @@ def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] 
     return model_cfg
 
 
+def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySpec:
+    """The model family of this run: the checkpoint's when resuming, the weights' with init_from, else cfg.model's."""
+    if resume is not None:
+        return family_of(resume["llmexp"]["model_config"].get("family", "gpt"))
+    if init is not None:
+        return family_of(init.model_config)
+    return model_family(cfg)
+
+
 def close_loggers(trainer: L.Trainer) -> None:
     """Flush every logger; end the W&B run so the next job of a multirun starts its own."""
     for logger in trainer.loggers:
@@ -71,18 +81,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     validate_config(cfg)
     silence_library_noise()
-    check_hardware(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
+    family = run_family(cfg, resume, init)
+    check_combination(cfg, family)
+    check_hardware(cfg, family.block_classes)
+    L.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
     tokenizer = datamodule.prepare(instantiate(cfg.tokenizer), tokenizer=given_tokenizer)
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume, init)
-    model = model_config.build()
+    model = build_model(model_config)
     if init is not None:
         model.load_state_dict(init.state_dict)
     if cfg.get("compile"):
@@ -103,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "provenance": provenance,
         },
     )
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, blocks=family.block_classes)
     n_params = sum(p.numel() for p in model.parameters())
     flops_per_token = model_config.flops_per_token(cfg.data.block_size)
     if trainer.is_global_zero:
@@ -130,7 +142,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             (results,) = trainer.validate(task, datamodule=datamodule, verbose=False)
             metrics.update(_metric_values(results))
         if cfg.eval.get("tasks"):  # eval=suite / multiple_choice / ...: the benchmark tasks on the final model
-            metrics.update(evaluate_after_training(trainer, model, tokenizer, cfg.eval))
+            metrics.update(evaluate_after_training(trainer, task, tokenizer, cfg.eval))
     finally:
         close_loggers(trainer)
     metrics.update(step=trainer.global_step, params=n_params, flops_per_token=flops_per_token)

@@ -25,13 +25,15 @@ from torch import nn
 from llmexp.config.hardware import check_precision, on_gpu, require_gpu
 from llmexp.errors import ConfigError, UserError
 
-# Transformer blocks: the unit of sharding (FSDP auto-wrap, fully_shard) and of activation checkpointing.
-DEFAULT_BLOCKS = ("llmexp.models.gpt.Block",)
 SHARDING_STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
 
 
-def block_classes(names: Sequence[str]) -> set[type[nn.Module]]:
-    return {get_class(name) for name in names}
+BlockNames = Sequence[str | type[nn.Module]] | None
+
+
+def block_classes(names: BlockNames) -> set[type[nn.Module]]:
+    """Classes named in a config (or given as classes); empty when None: the model family's blocks decide."""
+    return {get_class(name) if isinstance(name, str) else name for name in names or ()}
 
 
 def single_device(accelerator: str = "auto") -> SingleDeviceStrategy:
@@ -53,18 +55,20 @@ def fsdp(
     activation_checkpointing: bool = False,
     cpu_offload: bool = False,
     state_dict_type: str = "sharded",
-    wrap_modules: Sequence[str] = DEFAULT_BLOCKS,
+    wrap_modules: BlockNames = None,
     num_nodes: int = 1,
     devices: Any = "auto",
 ) -> FSDPStrategy:
     """Lightning's FSDP (v1): each transformer block is one FSDP unit; HYBRID_SHARD shards within a node and
-    replicates across nodes."""
+    replicates across nodes. `wrap_modules` None: the model family's block classes (the run passes them in)."""
     require_gpu("strategy=fsdp", accelerator)
     if sharding_strategy not in SHARDING_STRATEGIES:
         raise ConfigError(
             f"strategy.sharding_strategy={sharding_strategy}: not one of {', '.join(SHARDING_STRATEGIES)}"
         )
     blocks = block_classes(wrap_modules)
+    if not blocks:
+        raise ConfigError("strategy=fsdp: no block classes to wrap (strategy.wrap_modules is null and no model given)")
     hybrid = sharding_strategy == "HYBRID_SHARD"
     return FSDPStrategy(
         auto_wrap_policy=blocks,
@@ -78,11 +82,11 @@ def fsdp(
 
 class FSDP2Strategy(ModelParallelStrategy):
     """ModelParallelStrategy whose `parallelize` applies activation checkpointing and `fully_shard` (FSDP2) per block
-    and then to the root. The task calls it from `configure_model` (see CausalLMTask)."""
+    and then to the root. The task calls it from `configure_model` with its model family's block classes."""
 
     def __init__(
         self,
-        wrap_modules: Sequence[str] = DEFAULT_BLOCKS,
+        wrap_modules: BlockNames = None,
         activation_checkpointing: bool = False,
         cpu_offload: bool = False,
         reshard_after_forward: bool = True,
@@ -100,20 +104,22 @@ class FSDP2Strategy(ModelParallelStrategy):
             self._data_parallel_size = self.num_nodes * self.num_processes
         super().setup_environment()
 
-    def parallelize(self, model: nn.Module) -> None:
-        """Shard `model` in place over the data-parallel mesh; a second call (validate after fit) does nothing."""
+    def parallelize(self, model: nn.Module, family_blocks: Sequence[type[nn.Module]] = ()) -> None:
+        """Shard `model` in place over the data-parallel mesh, one unit per block (`strategy.wrap_modules`, else the
+        model family's blocks); a second call (validate after fit) does nothing."""
         from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
 
         if isinstance(model, FSDPModule):
             return
-        units: list[nn.Module] = [m for m in model.modules() if isinstance(m, self.blocks)]
+        blocks = self.blocks or tuple(family_blocks)
+        units: list[nn.Module] = [m for m in model.modules() if isinstance(m, blocks)]
         if self.activation_checkpointing:  # before sharding, as torchtitan does: each wrapped block is one FSDP unit
             from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
                 CheckpointWrapper,
                 apply_activation_checkpointing,
             )
 
-            apply_activation_checkpointing(model, check_fn=lambda m: isinstance(m, self.blocks))
+            apply_activation_checkpointing(model, check_fn=lambda m: isinstance(m, blocks))
             units = [m for m in model.modules() if isinstance(m, CheckpointWrapper)]
         options: dict[str, Any] = {"mesh": self.device_mesh["data_parallel"]}
         if self.cpu_offload:
@@ -131,7 +137,7 @@ def fsdp2(
     cpu_offload: bool = False,
     reshard_after_forward: bool = True,
     save_distributed_checkpoint: bool = True,
-    wrap_modules: Sequence[str] = DEFAULT_BLOCKS,
+    wrap_modules: BlockNames = None,
 ) -> FSDP2Strategy:
     """FSDP2 (`fully_shard`, DTensor parameters) through Lightning's ModelParallelStrategy; runs on CPU with gloo."""
     if tensor_parallel_size != 1:
@@ -180,20 +186,22 @@ def deepspeed(
     return strategy
 
 
-def build_strategy(node: DictConfig) -> Strategy | str:
-    """Instantiate conf/strategy/<name>; a UserError raised by a factory comes out as itself, not wrapped by Hydra."""
+def build_strategy(node: DictConfig, blocks: Sequence[type[nn.Module]] = ()) -> Strategy | str:
+    """Instantiate conf/strategy/<name>; `strategy.wrap_modules: null` takes `blocks` (the model family's). A
+    UserError raised by a factory comes out as itself, not wrapped by Hydra."""
+    extra = {"wrap_modules": list(blocks)} if "wrap_modules" in node and node.wrap_modules is None and blocks else {}
     try:
-        return instantiate(node)
+        return instantiate(node, **extra)
     except InstantiationException as err:
         if isinstance(err.__cause__, UserError):
             raise err.__cause__ from None
         raise
 
 
-def check_hardware(cfg: DictConfig) -> None:
+def check_hardware(cfg: DictConfig, blocks: Sequence[type[nn.Module]] = ()) -> None:
     """Fail before any heavy work when the strategy or precision cannot run on this machine."""
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    strategy = build_strategy(cfg.strategy)
+    strategy = build_strategy(cfg.strategy, blocks)
     if isinstance(strategy, ModelParallelStrategy) and str(cfg.trainer.precision) in ("16-mixed", "16"):
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision} is not supported by strategy=fsdp2 (Lightning's "

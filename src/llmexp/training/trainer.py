@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -9,9 +11,11 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
+from torch import nn
 
 from llmexp.artifacts.checkpoint import AtomicCheckpointIO
-from llmexp.training.strategies import build_strategy, check_precision
+from llmexp.config.hardware import check_precision
+from llmexp.training.strategies import build_strategy
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:
@@ -37,13 +41,14 @@ def with_atomic_checkpoints(strategy: Strategy) -> Strategy:
     return strategy
 
 
-def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+def build_trainer(cfg: DictConfig, blocks: Sequence[type[nn.Module]] = (), **overrides) -> L.Trainer:
+    """The Trainer of `cfg`; `blocks` are the model family's block classes (what a sharding strategy wraps)."""
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     loggers = instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     return instantiate(
         cfg.trainer,
-        strategy=with_atomic_checkpoints(build_strategy(cfg.strategy)),
+        strategy=with_atomic_checkpoints(build_strategy(cfg.strategy, blocks)),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         callbacks=callbacks,
         logger=loggers or False,

@@ -9,6 +9,8 @@ import lightning as L
 import torch
 
 from llmexp.evaluation.suite import EvalSettings, run_tasks
+from llmexp.tasks.full_weights import full_language_model
+from llmexp.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +19,11 @@ class PeriodicEval(L.Callback):
     """Run `tasks` (names of llmexp.evaluation.tasks, e.g. heldout, piqa, mc:<file>) every `every_n_steps` steps and
     at the end of fit; metrics are logged as `eval/<task>/<metric>` at the current global step.
 
-    The model is evaluated on rank 0 only (it must be a full, unsharded module there; other ranks wait).
+    Rank 0 evaluates a model with the full weights (a sharded model is gathered first, every rank taking part); the
+    other ranks wait.
     """
+
+    scores_text = True  # needs a causal LM (checked with the other combinations before the run)
 
     def __init__(self, every_n_steps: int, tasks: list[str], at_fit_end: bool = True, **settings: Any):
         if every_n_steps < 1:
@@ -32,20 +37,19 @@ class PeriodicEval(L.Callback):
         if step == self._last_step:
             return
         self._last_step = step
-        if trainer.is_global_zero:
+        with full_language_model(trainer, pl_module) as model:
+            if model is None:
+                return
             tokenizer = getattr(trainer.datamodule, "tokenizer", None) if trainer.datamodule is not None else None
             if tokenizer is None:
-                from llmexp.tokenizer import Tokenizer
-
                 tokenizer = Tokenizer.from_str(pl_module.metadata["tokenizer"])
             with torch.inference_mode():
-                results = run_tasks(pl_module.model, tokenizer, self.settings)
+                results = run_tasks(model, tokenizer, self.settings)
             metrics = {f"eval/{key}": value for key, value in results.items()}
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
             trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
             log.info("eval at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        trainer.strategy.barrier("periodic_eval")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:

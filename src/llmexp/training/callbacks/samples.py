@@ -7,15 +7,20 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 
 from llmexp.models.generation import SamplingConfig, generate
+from llmexp.models.spec import family_of
+from llmexp.tasks.full_weights import full_language_model
 
 log = logging.getLogger(__name__)
 
 
 class SampleGeneration(L.Callback):
-    """At the end of fit, continue a few prompts with the shared generation loop and write them to a file."""
+    """At the end of fit, continue a few prompts with the shared generation loop and write them to a file.
+
+    Sharded models are gathered first (every rank takes part; rank 0 generates). A task without a generating
+    language model (a classifier, a BERT) has nothing to sample: the callback says so and does nothing.
+    """
 
     def __init__(
         self,
@@ -31,14 +36,23 @@ class SampleGeneration(L.Callback):
         self.sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
         self.filename, self.seed = filename, seed
 
-    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-        if tokenizer is None or not self.prompts:
+        language_model = pl_module.language_model() if hasattr(pl_module, "language_model") else None
+        if tokenizer is None or not self.prompts or language_model is None:
             return
-        model = pl_module.model
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        prompts = [tokenizer.encode(p) for p in self.prompts]
+        if not family_of(language_model).can_generate:
+            if trainer.is_global_zero:
+                log.info("samples: skipped, model family %r does not generate text", family_of(language_model).name)
+            return
+        with full_language_model(trainer, pl_module) as model:
+            if model is not None:
+                self._write(trainer, model, tokenizer)
+
+    def _write(self, trainer: L.Trainer, model: torch.nn.Module, tokenizer) -> None:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        prompts = [tokenizer.encode(p) or [tokenizer.eos_id] for p in self.prompts]
         outputs = generate(model, prompts, self.sampling, tokenizer.eos_id, generator=generator)
         texts = [prompt + tokenizer.decode(out) for prompt, out in zip(self.prompts, outputs, strict=True)]
         path = Path(trainer.default_root_dir) / self.filename
