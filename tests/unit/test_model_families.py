@@ -109,7 +109,7 @@ def test_stop_strings_end_a_row_and_cut_the_text():
     text = lambda ids: "".join(decode[i] for i in ids)  # noqa: E731
     free = generate(model, [[3, 4, 5]], cfg, eos_id=1)[0]
     stop = decode[free[4]]
-    stopped = generate(model, [[3, 4, 5]], cfg, eos_id=1, stop_strings=[stop], decode=text)[0]
+    stopped = generate(model, [[3, 4, 5]], cfg, eos_id=1, stop_strings=[stop], decode_text=text)[0]
     assert len(stopped) <= 5 and stop in text(stopped)
     assert cut_at_stop(text(stopped), [stop]) == text(stopped)[: text(stopped).index(stop)]
 

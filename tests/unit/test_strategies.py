@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-from torch import nn
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy, SingleDeviceStrategy
+from torch import nn
 
 from llmexp.config import config_dir
 from llmexp.errors import ConfigError
@@ -150,7 +150,9 @@ def test_fsdp2_parallelize_shards_blocks_and_keeps_the_maths(one_process_group):
     strategy = FSDP2Strategy(activation_checkpointing=True)
     strategy._device_mesh = init_device_mesh("cpu", (1,), mesh_dim_names=("data_parallel",))
     strategy.parallelize(model, FAMILIES["gpt"].block_classes)
-    strategy.parallelize(model, FAMILIES["gpt"].block_classes)  # a second call (validate after fit) leaves the model as it is
+    strategy.parallelize(
+        model, FAMILIES["gpt"].block_classes
+    )  # a second call (validate after fit) leaves the model as it is
     assert isinstance(model, FSDPModule) and all(isinstance(b, FSDPModule) for b in model.blocks)
     assert all(isinstance(p, DTensor) for p in model.parameters())
     assert all(isinstance(b, CheckpointWrapper) for b in model.blocks)  # activation checkpointing per block

@@ -136,7 +136,21 @@ def _check_target(node: DictConfig, where: str) -> None:
         if value in RESOLVED_IN_CODE.get(name, ()):
             continue
         if not _accepts(annotation, value):
+            choices = _literal_choices(annotation)
+            if choices:
+                close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"{name}={value}: not one of {', '.join(map(str, choices))}{hint}")
             raise ConfigError(f"{name}={value!r}: wrong type, expected {_type_name(annotation)}")
+
+
+def _literal_choices(annotation: Any) -> list[Any]:
+    """The values a `Literal[...]` (or an optional one) allows; [] for other hints."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [c for arg in typing.get_args(annotation) for c in _literal_choices(arg)]
+    return []
 
 
 def check_types(cfg: DictConfig, where: str = "") -> None:

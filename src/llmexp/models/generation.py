@@ -1,5 +1,11 @@
-"""The one generation loop of llmexp (used by generate, sample callbacks, eval and serve): KV cache, batched prompts
-with left padding, greedy or sampled decoding."""
+"""The one decoding loop of llmexp, used by generate, the samples callback, evaluation and the server.
+
+`decode` continues a batch of rows, each with its own sampling settings, length limit and random generator, with a
+KV cache and left padding; decoder-only families continue the prompt, encoder-decoder families (T5) read it with
+the encoder and decode from the start token. A per-token hook sees every new token as it is chosen (streaming, stop
+strings) and can end its row; a cancellation check ends a row whose client has gone. `generate` is the plain
+"prompts in, token ids out" call on top of it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from llmexp.models.spec import family_of
 
 
 @dataclass
@@ -32,6 +40,27 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1] or null, got {self.top_p}")
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+
+@dataclass
+class DecodeRow:
+    """One sequence to continue."""
+
+    prompt_ids: list[int]
+    sampling: SamplingConfig
+    generator: torch.Generator | None = None  # rows sharing a generator (and settings) are sampled together
+
+
+@dataclass
+class RowResult:
+    tokens: list[int]  # new tokens (EOS not included)
+    finish_reason: str = "length"  # stop (EOS or the hook ended it) | length | cancelled
+
+
+# (row, its tokens so far) -> True to end that row now; called once per new token.
+TokenHook = Callable[[int, list[int]], bool | None]
+FinishHook = Callable[[int, str], None]  # (row, finish reason), as soon as a row ends
+CancelCheck = Callable[[int], bool]
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -70,38 +99,13 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return ids, mask
 
 
-class _Outputs:
-    """New tokens per row, and which rows are done (EOS, a stop sequence of ids, or a stop string)."""
-
-    def __init__(self, batch, cfg, eos_id, stop_sequences, stop_strings, decode, device):
-        self.tokens: list[list[int]] = [[] for _ in range(batch)]
-        self.finished = torch.zeros(batch, dtype=torch.bool, device=device)
-        self.cfg, self.eos_id = cfg, eos_id
-        self.stop_sequences = [list(s) for s in stop_sequences or [] if s]
-        self.stop_strings = [s for s in stop_strings or [] if s]
-        if self.stop_strings and decode is None:
-            raise ValueError("stop_strings need a decode function (token ids -> text)")
-        self.decode = decode
-
-    def add(self, next_ids: torch.Tensor) -> bool:
-        """Append one token per unfinished row; True once every row is done."""
-        for row, token in enumerate(next_ids.tolist()):
-            if self.finished[row]:
-                continue
-            if self.cfg.stop_at_eos and token == self.eos_id:
-                self.finished[row] = True
-                continue
-            out = self.tokens[row]
-            out.append(token)
-            for seq in self.stop_sequences:
-                if out[-len(seq) :] == seq:
-                    del out[-len(seq) :]
-                    self.finished[row] = True
-                    break
-            if self.stop_strings and not self.finished[row]:
-                text = self.decode(out)
-                self.finished[row] = any(s in text for s in self.stop_strings)
-        return bool(self.finished.all())
+def room(model: nn.Module, prompt_length: int) -> int:
+    """How many new tokens fit after a prompt of this length: decoder-only models share one context between prompt
+    and answer; an encoder-decoder reads up to max_seq_len tokens and writes up to max_seq_len more."""
+    context = int(model.config.max_seq_len)
+    if family_of(model).encoder_decoder:
+        return context if prompt_length <= context else 0
+    return max(0, context - prompt_length)
 
 
 def cut_at_stop(text: str, stop_strings: list[str]) -> str:
@@ -110,7 +114,141 @@ def cut_at_stop(text: str, stop_strings: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+class _DecoderOnly:
+    """Steps of a decoder-only model: the (left-padded) prompt first, then one token per step."""
+
+    def __init__(self, model, prompts, limits, pad_id, use_cache, device):
+        self.model = model
+        self.ids, self.mask = left_pad(prompts, pad_id, device)
+        self.padded = not bool(self.mask.all())
+        self.cache = model.new_cache(len(prompts), self.ids.shape[1] + max(limits)) if use_cache else None
+        self.step_ids, self.step_mask = self.ids, (self.mask if self.padded else None)
+
+    def logits(self) -> torch.Tensor:
+        if self.cache is not None:
+            return self.model(self.step_ids, attention_mask=self.step_mask, cache=self.cache)[:, -1]
+        return self.model(self.ids, attention_mask=self.mask if self.padded else None)[:, -1]
+
+    def advance(self, next_ids: torch.Tensor) -> None:
+        # With a cache, the prompt's padding stays recorded in it, so later steps need no mask.
+        self.step_ids, self.step_mask = next_ids.unsqueeze(1), None
+        self.ids = torch.cat([self.ids, self.step_ids], dim=1)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.step_ids)], dim=1)
+
+
+class _EncoderDecoder:
+    """Steps of an encoder-decoder model: encode the prompts once, decode from the start token (T5: the pad id)."""
+
+    def __init__(self, model, prompts, limits, pad_id, use_cache, device):
+        self.model = model
+        start = model.config.pad_token_id
+        ids, self.mask = left_pad(prompts, start, device)
+        self.memory = model.encode(ids, self.mask)
+        self.cache = model.new_cache(self.memory, max(limits) + 1) if use_cache else None
+        self.decoded = torch.full((len(prompts), 1), start, dtype=torch.long, device=device)
+        self.step_ids = self.decoded
+
+    def logits(self) -> torch.Tensor:
+        ids = self.step_ids if self.cache is not None else self.decoded
+        return self.model.decode(ids, self.memory, self.mask, cache=self.cache)[:, -1]
+
+    def advance(self, next_ids: torch.Tensor) -> None:
+        self.step_ids = next_ids.unsqueeze(1)
+        self.decoded = torch.cat([self.decoded, self.step_ids], dim=1)
+
+
+def _choose(logits: torch.Tensor, rows: list[DecodeRow]) -> torch.Tensor:
+    """Next token per row; rows with equal settings and the same generator are sampled in one call (finished rows
+    too, so a generator's draws do not depend on when other rows end)."""
+    chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+    groups: dict[tuple, list[int]] = {}
+    for index in range(len(rows)):
+        s, generator = rows[index].sampling, rows[index].generator
+        groups.setdefault((s.temperature, s.top_k, s.top_p, id(generator)), []).append(index)
+    for members in groups.values():
+        index = torch.tensor(members, device=logits.device)
+        chosen[index] = choose_next(logits[index], rows[members[0]].sampling, rows[members[0]].generator)
+    return chosen
+
+
 @torch.inference_mode()
+def decode(
+    model: nn.Module,
+    rows: list[DecodeRow],
+    eos_id: int,
+    on_token: TokenHook | None = None,
+    on_finish: FinishHook | None = None,
+    cancelled: CancelCheck | None = None,
+    use_cache: bool = True,
+) -> list[RowResult]:
+    """Continue every row together until each one ends: at EOS (not kept), when `on_token` says so, at its
+    max_new_tokens, or when `cancelled(row)` turns true. Prompts too long for the context lose their oldest tokens,
+    so that every answer fits."""
+    spec = family_of(model)
+    if not spec.can_generate:
+        raise ValueError(f"model family {spec.name!r} does not generate text")
+    if not rows or any(len(r.prompt_ids) == 0 for r in rows):
+        raise ValueError("every prompt needs at least one token")
+    context = int(model.config.max_seq_len)
+    limits = [min(r.sampling.max_new_tokens, context - (0 if spec.encoder_decoder else 1)) for r in rows]
+    keep = context if spec.encoder_decoder else context - max(limits)
+    prompts = [r.prompt_ids[-keep:] for r in rows]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        steps = (_EncoderDecoder if spec.encoder_decoder else _DecoderOnly)(
+            model, prompts, limits, eos_id, use_cache, device
+        )
+        hooks = (on_token, on_finish, cancelled)
+        return _loop(steps, rows, prompts, limits, eos_id, model.config.vocab_size, device, hooks)
+    finally:
+        model.train(was_training)
+
+
+def _loop(steps, rows, prompts, limits, eos_id, vocab_size, device, hooks) -> list[RowResult]:
+    on_token, on_finish, cancelled = hooks
+    results = [RowResult(tokens=[]) for _ in rows]
+    live = list(range(len(rows)))
+    penalised = [i for i, r in enumerate(rows) if r.sampling.repetition_penalty != 1.0]
+    seen = None
+    if penalised:
+        seen = torch.zeros(len(rows), vocab_size, dtype=torch.bool, device=device)
+        for i in penalised:
+            seen[i, torch.tensor(prompts[i], device=seen.device)] = True
+
+    def finish(index: int, reason: str) -> None:
+        results[index].finish_reason = reason
+        live.remove(index)
+        if on_finish is not None:
+            on_finish(index, reason)
+
+    for _ in range(max(limits)):
+        logits = steps.logits()
+        for i in penalised:
+            penalty = rows[i].sampling.repetition_penalty
+            logits[i] = apply_repetition_penalty(logits[i : i + 1], seen[i : i + 1], penalty)[0]
+        next_ids = _choose(logits, rows)
+        for index, token in zip(list(live), next_ids[live].tolist(), strict=True):
+            if cancelled is not None and cancelled(index):
+                finish(index, "cancelled")
+                continue
+            if rows[index].sampling.stop_at_eos and token == eos_id:
+                finish(index, "stop")
+                continue
+            results[index].tokens.append(token)
+            if on_token is not None and on_token(index, results[index].tokens):
+                finish(index, "stop")
+            elif len(results[index].tokens) >= limits[index]:
+                finish(index, "length")
+        if not live:
+            break
+        if seen is not None:
+            seen[torch.arange(len(rows), device=seen.device), next_ids] = True
+        steps.advance(next_ids)
+    return results
+
+
 def generate(
     model: nn.Module,
     prompts: list[list[int]],
@@ -120,82 +258,26 @@ def generate(
     use_cache: bool = True,
     stop_sequences: list[list[int]] | None = None,
     stop_strings: list[str] | None = None,
-    decode: Callable[[list[int]], str] | None = None,
+    decode_text: Callable[[list[int]], str] | None = None,
 ) -> list[list[int]]:
     """New token ids for each prompt (prompt excluded), stopping at EOS (not included), at a stop sequence of ids
     (not included), once the decoded text holds a stop string (tokens kept; see `cut_at_stop`), or at
-    max_new_tokens. Decoder-only models continue the prompt; encoder-decoder models (T5) read it with the encoder.
+    max_new_tokens. All rows share `cfg` and `generator`."""
+    sequences = [list(s) for s in stop_sequences or [] if s]
+    strings = [s for s in stop_strings or [] if s]
+    if strings and decode_text is None:
+        raise ValueError("stop_strings need a decode_text function (token ids -> text)")
 
-    Prompts longer than the context are cut from the left so that the answer always fits.
-    """
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    family = getattr(model.config, "family", "gpt")
-    if family == "bert":
-        raise ValueError("model family 'bert' is an encoder with a masked-LM head; it does not generate text")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    outputs = _Outputs(len(prompts), cfg, eos_id, stop_sequences, stop_strings, decode, device)
-    try:
-        if getattr(model, "is_encoder_decoder", False):
-            _seq2seq_loop(model, prompts, cfg, outputs, generator, use_cache, device)
-        else:
-            _decoder_loop(model, prompts, cfg, outputs, generator, use_cache, device)
-    finally:
-        model.train(was_training)
-    return outputs.tokens
+    def stop(_: int, tokens: list[int]) -> bool:
+        if any(tokens[-len(seq) :] == seq for seq in sequences):
+            return True
+        return bool(strings) and any(s in decode_text(tokens) for s in strings)
 
-
-def _next_token(logits, seen, cfg, generator) -> torch.Tensor:
-    if cfg.repetition_penalty == 1.0:
-        return choose_next(logits, cfg, generator)
-    next_ids = choose_next(apply_repetition_penalty(logits, seen, cfg.repetition_penalty), cfg, generator)
-    seen[torch.arange(len(next_ids), device=seen.device), next_ids] = True
-    return next_ids
-
-
-def _decoder_loop(model, prompts, cfg, outputs, generator, use_cache, device) -> None:
-    context = model.config.max_seq_len
-    max_new = min(cfg.max_new_tokens, context - 1)
-    prompts = [p[-(context - max_new) :] for p in prompts]
-    ids, mask = left_pad(prompts, pad_id=outputs.eos_id, device=device)
-    batch = ids.shape[0]
-    seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
-    seen.scatter_(1, ids, mask.bool())
-    cache = model.new_cache(batch, ids.shape[1] + max_new) if use_cache else None
-    # Without padding no mask is needed (the fast causal path); with a cache, the padding of the prompt stays
-    # recorded in it, so the steps after the prompt need no mask either.
-    padded = not bool(mask.all())
-    step_ids, step_mask = ids, mask if padded else None
-    for _ in range(max_new):
-        if cache is not None:
-            logits = model(step_ids, attention_mask=step_mask, cache=cache)[:, -1]
-        else:
-            logits = model(ids, attention_mask=mask if padded else None)[:, -1]
-        next_ids = _next_token(logits, seen, cfg, generator)
-        if outputs.add(next_ids):
-            break
-        step_ids, step_mask = next_ids.unsqueeze(1), None
-        ids = torch.cat([ids, step_ids], dim=1)
-        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-
-
-def _seq2seq_loop(model, prompts, cfg, outputs, generator, use_cache, device) -> None:
-    """Encode the (left-padded) prompts once; decode from the start token (T5: the pad id) with a KV cache."""
-    prompts = [p[-model.config.max_seq_len :] for p in prompts]
-    start_id = model.config.pad_token_id
-    ids, mask = left_pad(prompts, pad_id=start_id, device=device)
-    batch = ids.shape[0]
-    memory = model.encode(ids, mask)
-    cache = model.new_cache(memory, cfg.max_new_tokens + 1) if use_cache else None
-    decoded = torch.full((batch, 1), start_id, dtype=torch.long, device=device)
-    seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
-    step_ids = decoded
-    for _ in range(cfg.max_new_tokens):
-        logits = model.decode(step_ids if cache is not None else decoded, memory, mask, cache=cache)[:, -1]
-        next_ids = _next_token(logits, seen, cfg, generator)
-        if outputs.add(next_ids):
-            break
-        step_ids = next_ids.unsqueeze(1)
-        decoded = torch.cat([decoded, step_ids], dim=1)
+    rows = [DecodeRow(prompt, cfg, generator) for prompt in prompts]
+    results = decode(model, rows, eos_id, on_token=stop if sequences or strings else None, use_cache=use_cache)
+    outputs = []
+    for result in results:
+        tokens = result.tokens
+        ended = next((seq for seq in sequences if tokens[-len(seq) :] == seq), None)
+        outputs.append(tokens[: -len(ended)] if ended else tokens)
+    return outputs

@@ -102,8 +102,9 @@ class Server:
         choices: list[Choice] = []
         for prompt in prompts:
             ids = self.tokenizer.encode(prompt) or [self.tokenizer.eos_id]
-            wanted = body.max_tokens if body.max_tokens is not None else min(limit, context - len(ids))
-            if wanted < 1 or len(ids) + wanted > context:
+            room = self.engine.room(len(ids))
+            wanted = body.max_tokens if body.max_tokens is not None else min(limit, room)
+            if wanted < 1 or wanted > room:
                 raise ApiError(
                     400,
                     f"the prompt has {len(ids)} tokens; with max_tokens={max(wanted, 1)} that exceeds the model's "

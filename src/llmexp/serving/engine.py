@@ -1,9 +1,7 @@
-"""Dynamic batching over the shared generation pieces: requests that arrive within a short window are decoded as one
-batch, and every new token is handed to its request as soon as it is chosen (so responses can stream).
-
-The step loop is the one of `llmexp.models.generation.generate` (left padding, KV cache, `choose_next`,
-repetition penalty) with two additions a server needs: each row keeps its own sampling settings and length, and a
-row can be cancelled (client gone, stop string seen) without stopping the others.
+"""The server's request queue over the one decoding loop (`llmexp.models.generation.decode`): requests that arrive
+within a short window are decoded as one batch, each with its own sampling settings, length and seed, and every new
+token is handed to its request as soon as it is chosen (so responses can stream). A request whose client has gone
+is cancelled without stopping the others.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from llmexp.models.generation import SamplingConfig, apply_repetition_penalty, choose_next, left_pad
+from llmexp.models.generation import DecodeRow, SamplingConfig, decode, room
 
 log = logging.getLogger(__name__)
 
@@ -49,68 +47,25 @@ class BatchStats:
     seconds: float
 
 
-def _choose(logits: torch.Tensor, batch: list[GenerationRequest], generators: list[torch.Generator | None]):
-    """Next token per row; rows with equal settings and no private generator are sampled together."""
-    chosen = torch.empty(len(batch), dtype=torch.long, device=logits.device)
-    groups: dict[tuple, list[int]] = {}
-    for row, request in enumerate(batch):
-        s = request.sampling
-        key = (s.temperature, s.top_k, s.top_p) if generators[row] is None else ("own", row)
-        groups.setdefault(key, []).append(row)
-    for rows in groups.values():
-        index = torch.tensor(rows, device=logits.device)
-        chosen[index] = choose_next(logits[index], batch[rows[0]].sampling, generators[rows[0]])
-    return chosen
-
-
-@torch.inference_mode()
 def decode_batch(model: nn.Module, batch: list[GenerationRequest], eos_id: int) -> int:
-    """Continue every request of `batch` together; return the number of tokens generated.
-
-    The caller guarantees that each prompt plus its max_new_tokens fits the model's context.
-    """
+    """Continue every request of `batch` together; return the number of tokens generated. Requests with a seed get
+    their own generator; the others share the global one."""
     device = next(model.parameters()).device
-    ids, mask = left_pad([r.prompt_ids for r in batch], pad_id=eos_id, device=device)
-    size = len(batch)
-    limits = [r.sampling.max_new_tokens for r in batch]
-    generators = [torch.Generator(device=device).manual_seed(r.seed) if r.seed is not None else None for r in batch]
-    penalised = [row for row, r in enumerate(batch) if r.sampling.repetition_penalty != 1.0]
-    seen = torch.zeros(size, model.config.vocab_size, dtype=torch.bool, device=device) if penalised else None
-    if seen is not None:
-        seen.scatter_(1, ids, mask.bool())
-    done = [False] * size
-    produced = [0] * size
-    cache = model.new_cache(size, ids.shape[1] + max(limits))
-    step_ids, step_mask, generated = ids, mask, 0
-    for _ in range(max(limits)):
-        logits = model(step_ids, attention_mask=step_mask, cache=cache)[:, -1]
-        for row in penalised:
-            penalty = batch[row].sampling.repetition_penalty
-            logits[row] = apply_repetition_penalty(logits[row : row + 1], seen[row : row + 1], penalty)[0]
-        next_ids = _choose(logits, batch, generators)
-        for row, (request, token) in enumerate(zip(batch, next_ids.tolist(), strict=True)):
-            if done[row]:
-                continue
-            if request.cancelled.is_set():
-                done[row] = True
-                request.on_done("cancelled", None)
-            elif request.sampling.stop_at_eos and token == eos_id:
-                done[row] = True
-                request.on_done("stop", None)
-            else:
-                request.on_token(token)
-                produced[row] += 1
-                generated += 1
-                if produced[row] >= limits[row]:
-                    done[row] = True
-                    request.on_done("length", None)
-        if all(done):
-            break
-        if seen is not None:
-            seen[torch.arange(size, device=device), next_ids] = True
-        step_ids = next_ids.unsqueeze(1)
-        step_mask = torch.ones_like(step_ids)
-    return generated
+    rows = [
+        DecodeRow(
+            r.prompt_ids, r.sampling, torch.Generator(device=device).manual_seed(r.seed) if r.seed is not None else None
+        )
+        for r in batch
+    ]
+
+    def on_token(row: int, tokens: list[int]) -> None:
+        batch[row].on_token(tokens[-1])
+
+    def on_finish(row: int, reason: str) -> None:
+        batch[row].on_done(reason, None)
+
+    results = decode(model, rows, eos_id, on_token, on_finish, cancelled=lambda row: batch[row].cancelled.is_set())
+    return sum(len(r.tokens) for r in results)
 
 
 class BatchingEngine:
@@ -138,6 +93,10 @@ class BatchingEngine:
     def context_length(self) -> int:
         return int(self.model.config.max_seq_len)
 
+    def room(self, prompt_length: int) -> int:
+        """How many new tokens fit after a prompt of this length (the model family decides)."""
+        return room(self.model, prompt_length)
+
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
@@ -155,7 +114,7 @@ class BatchingEngine:
         self._thread.join(timeout)
 
     def submit(self, request: GenerationRequest) -> None:
-        if len(request.prompt_ids) + request.sampling.max_new_tokens > self.context_length:
+        if request.sampling.max_new_tokens > self.room(len(request.prompt_ids)):
             raise ValueError(
                 f"{len(request.prompt_ids)} prompt tokens + {request.sampling.max_new_tokens} new tokens exceed "
                 f"the context of {self.context_length}"

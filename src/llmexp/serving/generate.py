@@ -5,14 +5,21 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from llmexp.artifacts.inference import load_for_inference, pick_device
+from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.artifacts.inference import model_from_checkpoint, pick_device, tokenizer_from_checkpoint
 from llmexp.models.generation import SamplingConfig, generate
+from llmexp.models.spec import family_of
+from llmexp.serving.server import check_servable
 
 
 def generate_text(cfg: DictConfig) -> list[str]:
-    """Continue `cfg.prompt` `cfg.num_samples` times; print and return the full texts."""
+    """Continue `cfg.prompt` `cfg.num_samples` times (an encoder-decoder answers it); print and return the texts."""
     device = pick_device(cfg.device)
-    model, tokenizer, _ = load_for_inference(cfg.ckpt_path, device)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    check_servable(cfg.ckpt_path, checkpoint, "llmexp-generate")
+    model = model_from_checkpoint(checkpoint).to(device).eval()
+    tokenizer = tokenizer_from_checkpoint(checkpoint)
+    del checkpoint
     sampling = SamplingConfig(
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
@@ -23,7 +30,8 @@ def generate_text(cfg: DictConfig) -> list[str]:
     prompt_ids = tokenizer.encode(cfg.prompt) or [tokenizer.eos_id]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     outputs = generate(model, [prompt_ids] * cfg.num_samples, sampling, tokenizer.eos_id, generator=generator)
-    texts = [cfg.prompt + tokenizer.decode(ids) for ids in outputs]
+    lead = "" if family_of(model).encoder_decoder else cfg.prompt
+    texts = [lead + tokenizer.decode(ids) for ids in outputs]
     for index, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {index + 1} ---")

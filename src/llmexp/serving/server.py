@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from llmexp.artifacts.checkpoint import read_checkpoint
 from llmexp.artifacts.inference import model_from_checkpoint, pick_device, refuse_unmerged, tokenizer_from_checkpoint
 from llmexp.errors import CheckpointError, ConfigError
+from llmexp.models.spec import FAMILIES, family_of
 from llmexp.serving.app import Server, ServeSettings, create_app
 from llmexp.serving.engine import BatchingEngine
 from llmexp.tokenizer import ChatTemplate
@@ -24,11 +25,20 @@ def model_name(ckpt_path: str, configured: str | None) -> str:
     return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
-def check_servable(path: str, checkpoint: dict) -> None:
-    """Only language models are served; say what to do with a classifier or an unmerged LoRA checkpoint."""
-    if checkpoint["llmexp"].get("task") == "classification":
-        raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; llmexp-serve serves language models")
+def check_servable(path: str, checkpoint: dict, program: str = "llmexp-serve") -> None:
+    """Only models that generate text are served; say what to do with a classifier, an encoder-only family or an
+    unmerged LoRA checkpoint."""
+    metadata = checkpoint["llmexp"]
+    if metadata.get("task") == "classification":
+        raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; {program} needs a language model")
     refuse_unmerged(path, checkpoint)
+    family = family_of(metadata.get("model_config", {}).get("family", "gpt"))
+    if not family.can_generate:
+        generating = ", ".join(name for name, spec in FAMILIES.items() if spec.can_generate)
+        raise CheckpointError(
+            f"ckpt_path={path}: model family {family.name!r} does not generate text, so {program} cannot use it "
+            f"(families that generate: {generating}); score it with llmexp-eval eval=val or export it"
+        )
 
 
 def build_app(cfg: DictConfig) -> FastAPI:
