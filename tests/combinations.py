@@ -60,7 +60,7 @@ def unsupported() -> list[tuple[str, str]]:
 def write_data(folder: Path) -> dict[str, Path]:
     """Small local files for the recipes whose data must be given: instructions, labelled texts, plain text."""
     folder.mkdir(parents=True, exist_ok=True)
-    pairs = [(a, b) for a in range(8) for b in range(6)]
+    pairs = [(a, b) for a in range(12) for b in range(10)]
     sft = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"The sum is {a + b}."} for a, b in pairs]
     (folder / "sft.json").write_text(json.dumps(sft))
     words = ["good", "fine", "great", "bad", "poor", "awful"]
@@ -84,8 +84,8 @@ def data_overrides(objective: str, files: dict[str, Path]) -> list[str]:
     """What the recipe of `objective` leaves required (`???`), filled with the local files."""
     data = _yaml(CONF / "data" / f"{_recipe_data(objective)}.yaml")
     out = []
-    if data.get("train_file") == "???":
-        out.append(f"data.train_file={files[get_class(data['_target_']).batch_kind]}")
+    if data.get("train_file") == "???":  # a quarter held out: a validation batch for each of two ranks
+        out += [f"data.train_file={files[get_class(data['_target_']).batch_kind]}", "data.val_fraction=0.25"]
     if isinstance(data.get("corpus"), dict) and data["corpus"].get("paths") == "???":
         # A few hundred chunks of one file, a fifth held out: enough blocks for a validation batch.
         out += [f"data.corpus.paths=[{files['text']}]", "data.corpus.chunk_chars=400", "data.corpus.val_fraction=0.2"]

@@ -91,3 +91,20 @@ def test_two_processes_reproduce_the_single_process_curve_across_a_resume(strate
         model, tokenizer, meta = load_for_inference(consolidate(second / "checkpoints" / "last.ckpt"))
         assert meta["model_config"]["n_embd"] == model.config.n_embd == 32
         assert tokenizer.vocab_size == model.config.vocab_size
+
+
+def test_the_readme_fsdp2_command_ends(tmp_path, cache_dir):
+    """The command the README gives for fsdp2, with the default callbacks (samples included), finishes and writes
+    samples from the full model; it once hung after fit while rank 0 sampled from its shard alone."""
+    env = {**os.environ, "LLMEXP_CACHE_DIR": str(cache_dir)}
+    command = "experiment=smoke strategy=fsdp2 trainer.devices=2 trainer.accelerator=cpu".split()
+    result = subprocess.run(
+        [sys.executable, "-m", "llmexp.cli.train", *command, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads((tmp_path / "final_metrics.json").read_text())["step"] == 20
+    assert (tmp_path / "samples.txt").read_text().startswith("The for statement")

@@ -105,3 +105,18 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for m in (plain, checkpointed):
         m(ids).sum().backward()
     torch.testing.assert_close(plain.wte.weight.grad, checkpointed.wte.weight.grad)
+
+
+@pytest.mark.parametrize("pos_emb", ["learned", "rope", "sinusoidal"])
+def test_packed_rows_train_the_same_with_gradient_checkpointing(pos_emb):
+    """segment_ids are a model input, so gradient checkpointing (and any wrapper of the model) sees them."""
+    ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(3))
+    segments = torch.tensor([[0] * 5 + [1] * 4 + [2] * 3, [0] * 8 + [-1] * 4])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = tiny(pos_emb=pos_emb, gradient_checkpointing=checkpointing).build().train()
+        logits = model(ids, segment_ids=segments)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids.roll(-1, 1).flatten()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])

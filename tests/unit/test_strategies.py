@@ -138,6 +138,20 @@ def one_process_group():
     dist.destroy_process_group()
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fsdp2_shards_every_family_by_its_blocks(one_process_group, family):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule
+
+    spec = FAMILIES[family]
+    model = spec.config_class(vocab_size=64).build()
+    strategy = FSDP2Strategy()
+    strategy._device_mesh = init_device_mesh("cpu", (1,), mesh_dim_names=("data_parallel",))
+    strategy.parallelize(model, spec.block_classes)
+    blocks = [m for m in model.modules() if isinstance(m, spec.block_classes)]
+    assert blocks and all(isinstance(b, FSDPModule) for b in blocks) and isinstance(model, FSDPModule)
+
+
 def test_fsdp2_parallelize_shards_blocks_and_keeps_the_maths(one_process_group):
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
     from torch.distributed.device_mesh import init_device_mesh

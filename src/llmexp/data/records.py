@@ -73,5 +73,11 @@ def sharded_loader(
     `use_distributed_sampler: false`, so each data module shards its own data)."""
     trainer = datamodule.trainer
     rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    if len(items) < world:
+        split = "training" if shuffle else "validation"
+        raise DataError(
+            f"the {split} split has {len(items)} rows (after packing), fewer than the {world} ranks that share it; "
+            "give more data or raise data.val_fraction"
+        )
     sampler = ResumableSampler(len(items), seed, shuffle=shuffle, rank=rank, world_size=world)
     return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=workers)
