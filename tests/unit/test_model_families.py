@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llmexp.models import BertConfig, GPTConfig, T5Config, config_from_dict
+from llmexp.models import BertConfig, GPTConfig, T5Config, config_from_dict, family_of
 from llmexp.models.generation import SamplingConfig, cut_at_stop, generate
 
 V = 61
@@ -46,7 +46,7 @@ def build(name: str):
 
 
 def run(model, ids, mask=None):
-    if getattr(model, "is_encoder_decoder", False):
+    if family_of(model).encoder_decoder:
         return model(ids, attention_mask=mask, decoder_input_ids=torch.tensor([[0, 5, 9, 2]]).expand(len(ids), -1))
     return model(ids, attention_mask=mask)
 
@@ -66,7 +66,7 @@ def test_padding_never_leaks(name, side):
         (mask[:, :pad] if side == "left" else mask[:, -pad:]).zero_()
         with torch.no_grad():
             out = run(model, padded, mask)
-        decoder_side = getattr(model, "is_encoder_decoder", False)
+        decoder_side = family_of(model).encoder_decoder
         outputs.append(out if decoder_side else (out[:, pad:] if side == "left" else out[:, :-pad]))
     with torch.no_grad():
         plain = run(model, ids)

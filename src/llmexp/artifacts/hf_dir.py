@@ -15,7 +15,7 @@ from llmexp.artifacts.inference import load_for_inference, refuse_unmerged
 from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig
 from llmexp.models.hf import from_hf, hf_model_class, to_hf
-from llmexp.models.spec import family_of
+from llmexp.models.spec import saved_family
 from llmexp.tokenizer import EOS_TOKEN, ChatTemplate, Tokenizer
 
 
@@ -142,6 +142,6 @@ def export_with_generation_config(ckpt_path: str | Path, out: str | Path, sampli
         raise CheckpointError(f"ckpt_path={ckpt_path}: a classification checkpoint; export writes language models")
     del checkpoint
     out = export_checkpoint(ckpt_path, out)
-    if family_of(metadata["model_config"].get("family", "gpt")).can_generate:
+    if saved_family(metadata["model_config"]).can_generate:
         finish_export(out, metadata, sampling)
     return out

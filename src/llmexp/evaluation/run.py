@@ -12,7 +12,7 @@ from llmexp.artifacts.inference import load_for_inference, pick_device
 from llmexp.config.overrides import job_overrides
 from llmexp.errors import CheckpointError
 from llmexp.evaluation.suite import EvalSettings, run_tasks
-from llmexp.models.gpt import GPT
+from llmexp.models.spec import FAMILIES, family_of
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 
@@ -31,9 +31,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     silence_library_noise()
     settings = EvalSettings.from_config(cfg.eval)
     model, tokenizer, _ = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
-    if not isinstance(model, GPT):
+    family = family_of(model)
+    if not family.causal:
+        causal = ", ".join(name for name, spec in FAMILIES.items() if spec.causal)
         raise CheckpointError(
-            f"ckpt_path={cfg.ckpt_path}: a {type(model).__name__}; llmexp-eval scores decoder-only (GPT-family) models"
+            f"ckpt_path={cfg.ckpt_path}: model family {family.name!r} does not score text with next-token "
+            f"log-likelihoods; llmexp-eval scores causal families ({causal})"
         )
     results = run_tasks(model, tokenizer, settings)
     run_dir = Path(cfg.paths.output_dir)

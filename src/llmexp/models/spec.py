@@ -114,6 +114,11 @@ def family_of(thing: Any) -> FamilySpec:
     raise ConfigError(f"{type(thing).__name__}: not a model of a known family ({', '.join(FAMILIES)})")
 
 
+def saved_family(model_config: dict[str, Any]) -> FamilySpec:
+    """The family of a model config saved in a checkpoint (checkpoints without a family are GPTs)."""
+    return family_of(model_config.get("family", "gpt"))
+
+
 def hf_adapter_for_type(model_type: str) -> HFAdapter:
     """The adapter that reads a transformers model of `model_type` (gpt2, llama, bert, t5)."""
     adapters = {a.model_type: a for spec in FAMILIES.values() for a in spec.hf_adapters}

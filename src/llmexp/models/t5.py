@@ -117,8 +117,6 @@ class T5Cache:
 class T5(nn.Module):
     """(input ids, decoder input ids) -> decoder logits. `encode` and `decode` are used apart in generation."""
 
-    is_encoder_decoder = True
-
     def __init__(self, config: T5Config):
         super().__init__()
         self.config = config

@@ -132,6 +132,7 @@ def check_trial(config_name: str, overrides: list[str], workdir: Path, hardware_
     """Compose one trial and estimate it; any mistake becomes the trial's `problem`, never an exception."""
     from hydra.utils import instantiate
 
+    from llmexp.training.combinations import check_combination, model_family
     from llmexp.training.run import build_model_config
 
     trial = TrialCheck(list(overrides))
@@ -146,6 +147,7 @@ def check_trial(config_name: str, overrides: list[str], workdir: Path, hardware_
         if key not in hardware_cache:
             hardware_cache[key] = resolve_hardware(pf.device, cfg.trainer.precision)
         hardware = hardware_cache[key]
+        check_combination(cfg, model_family(cfg))
         model_config = build_model_config(cfg, vocab_size_of(cfg), None)
         instantiate(cfg.optimizer)
         choice = str(cfg.hydra.runtime.choices.get("strategy", ""))

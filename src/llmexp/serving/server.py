@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from llmexp.artifacts.checkpoint import read_checkpoint
 from llmexp.artifacts.inference import model_from_checkpoint, pick_device, refuse_unmerged, tokenizer_from_checkpoint
 from llmexp.errors import CheckpointError, ConfigError
-from llmexp.models.spec import FAMILIES, family_of
+from llmexp.models.spec import FAMILIES, saved_family
 from llmexp.serving.app import Server, ServeSettings, create_app
 from llmexp.serving.engine import BatchingEngine
 from llmexp.tokenizer import ChatTemplate
@@ -32,7 +32,7 @@ def check_servable(path: str, checkpoint: dict, program: str = "llmexp-serve") -
     if metadata.get("task") == "classification":
         raise CheckpointError(f"ckpt_path={path}: a classification checkpoint; {program} needs a language model")
     refuse_unmerged(path, checkpoint)
-    family = family_of(metadata.get("model_config", {}).get("family", "gpt"))
+    family = saved_family(metadata.get("model_config", {}))
     if not family.can_generate:
         generating = ", ".join(name for name, spec in FAMILIES.items() if spec.can_generate)
         raise CheckpointError(

@@ -22,7 +22,7 @@ from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.evaluation.suite import evaluate_after_training
-from llmexp.models.spec import FamilySpec, build_model, config_from_dict, family_of
+from llmexp.models.spec import FamilySpec, build_model, config_from_dict, family_of, saved_family
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
@@ -62,7 +62,7 @@ def build_model_config(cfg: DictConfig, vocab_size: int, resume: dict[str, Any] 
 def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySpec:
     """The model family of this run: the checkpoint's when resuming, the weights' with init_from, else cfg.model's."""
     if resume is not None:
-        return family_of(resume["llmexp"]["model_config"].get("family", "gpt"))
+        return saved_family(resume["llmexp"]["model_config"])
     if init is not None:
         return family_of(init.model_config)
     return model_family(cfg)
