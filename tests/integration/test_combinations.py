@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 import yaml
@@ -29,6 +26,7 @@ from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.spec import FAMILIES, build_model, family_of
 from llmexp.tokenizer import Tokenizer
 from llmexp.training.run import train
+from server_process import running_server
 
 TESTS = Path(__file__).resolve().parents[1]
 FAST = (
@@ -186,25 +184,6 @@ def serving_models() -> list[tuple[str, str]]:
     return [(f, o) for f, o in first.items() if FAMILIES[f].can_generate]
 
 
-def start_server(checkpoint: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "llmexp.cli.serve", f"ckpt_path={checkpoint}", f"serve.port={port}", "device=cpu"]
-    process = subprocess.Popen([*command, "serve.log_level=warning"], stdout=log.open("w"), stderr=subprocess.STDOUT)
-    base, deadline = f"http://127.0.0.1:{port}", time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("family", "option"), serving_models())
 def test_every_generating_family_serves_a_completion_and_a_stream(tmp_path, family, option):
@@ -220,16 +199,12 @@ def test_every_generating_family_serves_a_completion_and_a_stream(tmp_path, fami
     prompt = "The for statement"
     greedy = SamplingConfig(max_new_tokens=12, temperature=0)
     expected = tokenizer.decode(generate(model, [tokenizer.encode(prompt)], greedy, tokenizer.eos_id)[0])
-    process, base = start_server(checkpoint, tmp_path / "server.log")
-    try:
+    with running_server(checkpoint, tmp_path / "server.log") as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
         whole = client.completions.create(model="llmexp", prompt=prompt, max_tokens=12, temperature=0)
         assert whole.choices[0].text == expected
         stream = client.completions.create(model="llmexp", prompt=prompt, max_tokens=12, temperature=0, stream=True)
         assert "".join(chunk.choices[0].text for chunk in stream) == expected
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.mark.parametrize("program", ["serve", "generate"])

@@ -97,7 +97,7 @@ def test_the_readme_fsdp2_command_ends(tmp_path, cache_dir):
     """The command the README gives for fsdp2, with the default callbacks (samples included), finishes and writes
     samples from the full model; it once hung after fit while rank 0 sampled from its shard alone."""
     env = {**os.environ, "LLMEXP_CACHE_DIR": str(cache_dir)}
-    command = "experiment=smoke strategy=fsdp2 trainer.devices=2 trainer.accelerator=cpu".split()
+    command = ["experiment=smoke", "strategy=fsdp2", "trainer.devices=2", "trainer.accelerator=cpu"]
     result = subprocess.run(
         [sys.executable, "-m", "llmexp.cli.train", *command, f"hydra.run.dir={tmp_path}"],
         capture_output=True,

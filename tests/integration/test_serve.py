@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,17 +14,12 @@ from llmexp.artifacts.inference import load_for_inference, save_inference_checkp
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
 from llmexp.tokenizer import Tokenizer
+from server_process import running_server
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_TOKENS_LIMIT = 48
 BODY_LIMIT = 20_000
 CONTEXT = 96
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,30 +46,10 @@ def reference(checkpoint: Path):
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = free_port()
     log = tmp_path_factory.mktemp("serve-log") / "server.log"
-    command = [
-        sys.executable, "-m", "llmexp.cli.serve", f"ckpt_path={checkpoint}", f"serve.port={port}", "device=cpu",
-        f"serve.max_tokens_limit={MAX_TOKENS_LIMIT}", f"serve.max_body_bytes={BODY_LIMIT}", "serve.max_batch_size=16",
-        "serve.max_wait_ms=20", "serve.log_level=warning",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+    limits = [f"serve.max_tokens_limit={MAX_TOKENS_LIMIT}", f"serve.max_body_bytes={BODY_LIMIT}"]
+    with running_server(checkpoint, log, *limits, "serve.max_batch_size=16", "serve.max_wait_ms=20") as base:
+        yield base
 
 
 def sse_events(response: httpx.Response) -> list:
