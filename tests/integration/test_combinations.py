@@ -224,3 +224,34 @@ def test_a_family_that_does_not_generate_is_refused_at_start_up(tmp_path, family
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "\n" not in line and f"model family {family!r} does not generate text" in line, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_periodic_and_final_evals_run_on_the_full_model_under_fsdp2(tmp_path, cache_dir):
+    """Evaluation during and after a sharded run (scoring and generation) uses the gathered full weights, so every
+    rank gets through it and the scores are those of the whole model."""
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("\n".join(json.dumps({"prompt": f"Return a new {w}", "target": w}) for w in ("list", "dict")))
+    run = tmp_path / "run"
+    result = cli(
+        run,
+        "experiment=smoke",
+        "strategy=fsdp2",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=4",
+        f"paths.cache_dir={cache_dir}",
+        "callbacks=eval",
+        "callbacks.periodic_eval.every_n_steps=2",
+        "callbacks.periodic_eval.perplexity_max_documents=4",
+        "eval=generation",
+        f"eval.tasks=[heldout,gen:{answers}]",
+        "eval.perplexity_max_documents=4",
+        "eval.max_new_tokens=4",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert any(k.startswith("eval/heldout/") for k in final) and any(k.startswith("eval/gen:") for k in final)
+    logged = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "eval/heldout/" in logged  # the periodic evaluation reached the loggers

@@ -66,6 +66,21 @@ def test_export_refuses_a_non_empty_directory(tmp_path, tokenizer):
         export_checkpoint(ckpt, tmp_path / "out")
 
 
+def test_an_interrupted_export_leaves_no_directory(tmp_path, tokenizer, monkeypatch):
+    from llmexp.artifacts import hf_dir
+
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, max_seq_len=32)
+    ckpt = fake_checkpoint(tmp_path / "last.ckpt", cfg.build(), tokenizer)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hf_dir, "finish_export", killed)  # after the weights, before the directory is complete
+    with pytest.raises(KeyboardInterrupt):
+        hf_dir.export_checkpoint(ckpt, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
 @pytest.mark.parametrize(
     "cfg",
     [

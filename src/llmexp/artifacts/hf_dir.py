@@ -4,6 +4,8 @@ generation_config.json, chat template) and read one (`init_from=<dir>`), through
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 from llmexp.artifacts.checkpoint import read_checkpoint
-from llmexp.artifacts.inference import load_for_inference, refuse_unmerged
+from llmexp.artifacts.inference import model_from_checkpoint, refuse_unmerged, tokenizer_from_checkpoint
 from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig
 from llmexp.models.hf import from_hf, hf_model_class, to_hf
@@ -72,15 +74,6 @@ def _eos_token(path: Path) -> str:
     return EOS_TOKEN
 
 
-def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
-    """An llmexp checkpoint -> a `transformers` directory (config.json, model.safetensors, tokenizer files)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise CheckpointError(f"out={out} exists and is not empty; choose a new directory")
-    model, tokenizer, _ = load_for_inference(ckpt_path)
-    return save_hf_dir(model, tokenizer, out)
-
-
 def generation_config(tokenizer: Tokenizer, sampling: SamplingConfig | None = None) -> dict[str, Any]:
     """`generation_config.json` content in transformers' field names: EOS, lengths and sampling defaults."""
     sampling = sampling or SamplingConfig(max_new_tokens=128, temperature=0.8, top_k=50)
@@ -132,16 +125,31 @@ def finish_export(directory: str | Path, metadata: dict[str, Any], sampling: Sam
         tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
-def export_with_generation_config(ckpt_path: str | Path, out: str | Path, sampling: SamplingConfig) -> Path:
-    """`llmexp-export`: the transformers directory (models.hf) plus generation_config.json and, for SFT models, the
-    chat template; a LoRA checkpoint is refused in favour of its merged weights."""
+def export_checkpoint(ckpt_path: str | Path, out: str | Path, sampling: SamplingConfig | None = None) -> Path:
+    """`llmexp-export`: an llmexp checkpoint as a `transformers` directory (config.json, model.safetensors, tokenizer
+    files) plus, for families that generate, generation_config.json and the chat template of SFT models. A LoRA
+    checkpoint is refused in favour of its merged weights. The directory is written beside `out` under a temporary
+    name and renamed when complete, so an interrupted export never leaves a half-written model behind."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"out={out} exists and is not empty; choose a new directory")
     checkpoint = read_checkpoint(ckpt_path)
     refuse_unmerged(ckpt_path, checkpoint)
     metadata = checkpoint["llmexp"]
     if metadata.get("task") == "classification":
         raise CheckpointError(f"ckpt_path={ckpt_path}: a classification checkpoint; export writes language models")
+    model, tokenizer = model_from_checkpoint(checkpoint).eval(), tokenizer_from_checkpoint(checkpoint)
     del checkpoint
-    out = export_checkpoint(ckpt_path, out)
-    if saved_family(metadata["model_config"]).can_generate:
-        finish_export(out, metadata, sampling)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        save_hf_dir(model, tokenizer, partial)
+        if saved_family(metadata["model_config"]).can_generate:
+            finish_export(partial, metadata, sampling)
+        if out.exists():
+            out.rmdir()  # an empty folder the user made for it
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return out

@@ -2,13 +2,13 @@
 
 from omegaconf import DictConfig
 
-from llmexp.artifacts.hf_dir import export_with_generation_config
+from llmexp.artifacts.hf_dir import export_checkpoint
 from llmexp.cli.app import run_app
 from llmexp.models.generation import SamplingConfig
 
 
 def export(cfg: DictConfig) -> None:
-    out = export_with_generation_config(cfg.ckpt_path, cfg.out, SamplingConfig(**cfg.generation))
+    out = export_checkpoint(cfg.ckpt_path, cfg.out, SamplingConfig(**cfg.generation))
     print(f"Exported {cfg.ckpt_path} to {out} (load with transformers' AutoModel*.from_pretrained)")
 
 
