@@ -228,16 +228,17 @@ def test_a_family_that_does_not_generate_is_refused_at_start_up(tmp_path, family
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_periodic_and_final_evals_run_on_the_full_model_under_fsdp2(tmp_path, cache_dir):
-    """Evaluation during and after a sharded run (scoring and generation) uses the gathered full weights, so every
-    rank gets through it and the scores are those of the whole model."""
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_periodic_and_final_evals_run_on_the_full_model(tmp_path, cache_dir, strategy):
+    """Evaluation during and after a two-process run (scoring and generation) runs on rank 0 with the full weights
+    (gathered under fsdp2) while the other rank waits: no evaluation metric may wait for the other rank."""
     answers = tmp_path / "answers.jsonl"
     answers.write_text("\n".join(json.dumps({"prompt": f"Return a new {w}", "target": w}) for w in ("list", "dict")))
     run = tmp_path / "run"
     result = cli(
         run,
         "experiment=smoke",
-        "strategy=fsdp2",
+        f"strategy={strategy}",
         "trainer.devices=2",
         "trainer.accelerator=cpu",
         "trainer.max_steps=4",

@@ -131,7 +131,7 @@ def test_llmexp_eval_refuses_an_encoder_checkpoint(tmp_path, make_cfg):
     torch.save(
         {"llmexp": {"model_config": config.to_dict(), "tokenizer": tokenizer.to_str()}, "state_dict": state}, ckpt
     )
-    with pytest.raises(CheckpointError, match=r"a Bert; llmexp-eval scores decoder-only"):
+    with pytest.raises(CheckpointError, match=r"model family .bert. does not score text .*llmexp-eval scores causal"):
         evaluate(make_cfg(f"ckpt_path={ckpt}", "eval=multiple_choice", config_name="evaluate"))
 
 

@@ -10,19 +10,23 @@ from collections.abc import Sequence
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 
+# These metrics score what one process holds (evaluation runs on rank 0 of a distributed run): they must never
+# all-gather, or rank 0 waits forever for ranks that are not evaluating.
+LOCAL = {"sync_on_compute": False, "dist_sync_on_step": False}
+
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> float:
     """Share of positions whose most likely token is the label (logits [..., V], labels [...]; ignored ones skipped)."""
-    metric = MulticlassAccuracy(num_classes=logits.shape[-1], average="micro", ignore_index=ignore_index)
+    metric = MulticlassAccuracy(num_classes=logits.shape[-1], average="micro", ignore_index=ignore_index, **LOCAL)
     return float(metric(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)))
 
 
 def classification_metrics(preds: Sequence[int], target: Sequence[int], num_classes: int) -> dict[str, float]:
     """Accuracy (micro) and macro-averaged precision, recall and F1 over class ids."""
     p, t = torch.as_tensor(list(preds)), torch.as_tensor(list(target))
-    kwargs = {"num_classes": num_classes, "average": "macro", "zero_division": 0}
+    kwargs = {"num_classes": num_classes, "average": "macro", "zero_division": 0, **LOCAL}
     return {
-        "acc": float(MulticlassAccuracy(num_classes=num_classes, average="micro")(p, t)),
+        "acc": float(MulticlassAccuracy(num_classes=num_classes, average="micro", **LOCAL)(p, t)),
         "precision": float(MulticlassPrecision(**kwargs)(p, t)),
         "recall": float(MulticlassRecall(**kwargs)(p, t)),
         "f1": float(MulticlassF1Score(**kwargs)(p, t)),
@@ -54,7 +58,7 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]]) 
     """ROUGE-1/2/L F-measures (0-1), averaged over pairs; with several references the best one counts."""
     from torchmetrics.text.rouge import ROUGEScore
 
-    metric = ROUGEScore(rouge_keys=("rouge1", "rouge2", "rougeL"), accumulate="best")
+    metric = ROUGEScore(rouge_keys=("rouge1", "rouge2", "rougeL"), accumulate="best", **LOCAL)
     refs = [[r] if isinstance(r, str) else list(r) for r in references]
     scores = metric(list(hypotheses), refs)
     return {key: float(scores[f"{key}_fmeasure"]) for key in ("rouge1", "rouge2", "rougeL")}

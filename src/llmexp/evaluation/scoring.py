@@ -93,7 +93,7 @@ def text_perplexity(
         raise ValueError("perplexity needs at least two tokens of text")
     device = next(model.parameters()).device
     token_bytes = torch.from_numpy(tokenizer.token_bytes()).to(device)
-    ppl = Perplexity(ignore_index=-100).to(device)
+    ppl = Perplexity(ignore_index=-100, sync_on_compute=False).to(device)  # one process's documents: no all-gather
     nats = torch.zeros((), dtype=torch.float64, device=device)
     nbytes = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(windows), batch_size):
