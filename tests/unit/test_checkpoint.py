@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 from pathlib import Path
 
 import lightning as L
@@ -156,3 +157,34 @@ def test_a_malicious_tokenizer_file_is_refused(malicious, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 (any refusal will do; the marker says whether code ran)
         TokenizerSpec(kind="pretrained", path=str(tokenizer_file)).train([])
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("stored", "flipped"),
+    [
+        (b"K\xb4", b"K\x14"),  # the data position 180 -> 20 (pickle BININT1)
+        (b"G" + struct.pack(">d", 0.002), b"G" + struct.pack(">d", 3e-8)),  # a base learning rate (pickle BINFLOAT)
+    ],
+    ids=["data position", "base_lrs"],
+)
+def test_a_changed_value_outside_the_tensors_fails_the_digest(tmp_path, stored, flipped):
+    path = tmp_path / "last.ckpt"
+    state = {"CausalLMDataModule": {"position": 180}, "lr_schedulers": [{"base_lrs": [0.002]}]}
+    AtomicCheckpointIO().save_checkpoint({**_checkpoint(9), **state}, path)
+    data = path.read_bytes()
+    assert data.count(stored) == 1
+    path.write_bytes(data.replace(stored, flipped))
+    changed = torch.load(path, weights_only=True)  # torch alone loads it, with a different run's state
+    assert (
+        changed["CausalLMDataModule"] != state["CausalLMDataModule"]
+        or changed["lr_schedulers"] != state["lr_schedulers"]
+    )
+    with pytest.raises(CheckpointError, match="corrupt, its contents do not match the digest"):
+        read_checkpoint(path)
+
+
+def test_auto_refuses_a_run_folder_whose_checkpoints_are_all_damaged(run_dir):
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"ckpt_path=auto: all 3 checkpoints under .* are damaged"):
+        resolve_ckpt_path("auto", run_dir)
