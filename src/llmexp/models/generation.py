@@ -65,10 +65,16 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 
 
 def choose_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids [B] from last-position logits [B, V]."""
+    """Next token ids [B] from last-position logits [B, V], numerically safe row by row: logits are shifted so that
+    their largest is 0 before dividing by the temperature (a temperature of 1e-300 gives 0 and -inf, so the most
+    likely token, never inf - inf), and a row that still cannot be sampled (non-finite logits from the model) takes
+    its most likely token without touching the other rows."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / cfg.temperature
+    raw = logits.float()
+    # A temperature below float32's smallest normal number would round to 0 (0 / 0); any one that small is greedy.
+    temperature = max(cfg.temperature, torch.finfo(torch.float32).tiny)
+    logits = (raw - raw.amax(dim=-1, keepdim=True)) / temperature
     if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
         kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -79,7 +85,13 @@ def choose_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= cfg.top_p
         logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
     probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    usable = torch.isfinite(probs).all(dim=-1)
+    if bool(usable.all()):
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    chosen = raw.nan_to_num(nan=float("-inf")).argmax(dim=-1)
+    if bool(usable.any()):
+        chosen[usable] = torch.multinomial(probs[usable], num_samples=1, generator=generator).squeeze(-1)
+    return chosen
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
