@@ -100,3 +100,12 @@ class CrashDuringSave(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = half_then_die
+
+
+class WaitWhenBuilt(L.Callback):
+    """Write `marker` when the trainer's callbacks are built (before training starts), then wait `seconds`."""
+
+    def __init__(self, marker: str, seconds: float = 60.0):
+        with open(marker, "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(seconds)

@@ -146,16 +146,25 @@ def checkpoint_candidates(run_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda f: f.stat().st_mtime_ns, reverse=True)
 
 
-def newest_valid_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint of `run_dir` that reads and verifies; corrupt ones are reported and passed over."""
+def _newest_valid(run_dir: str | Path) -> tuple[Path | None, list[CheckpointError]]:
+    """The newest checkpoint of `run_dir` that reads and verifies, and why each newer one does not."""
+    skipped = []
     for candidate in checkpoint_candidates(run_dir):
         try:
             read_checkpoint(candidate)
         except CheckpointError as err:
-            log.warning("skipping a checkpoint that cannot be resumed from: %s", err)
+            skipped.append(err)
             continue
-        return candidate
-    return None
+        return candidate, skipped
+    return None, skipped
+
+
+def newest_valid_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of `run_dir` that reads and verifies; corrupt ones are reported and passed over."""
+    found, skipped = _newest_valid(run_dir)
+    for err in skipped:
+        log.warning("skipping a checkpoint that cannot be resumed from: %s", err)
+    return found
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
@@ -163,12 +172,14 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path) -> str | None:
     unchanged. A folder whose checkpoints are all damaged is an error: starting over would silently lose the run."""
     if ckpt_path != AUTO:
         return ckpt_path
-    found = newest_valid_checkpoint(run_dir)
-    if found is None and (damaged := checkpoint_candidates(run_dir)):
+    found, skipped = _newest_valid(run_dir)
+    if found is None and skipped:
         raise CheckpointError(
-            f"ckpt_path=auto: all {len(damaged)} checkpoints under {run_dir} are damaged (see the warnings above), "
-            "so there is nothing to resume from; give one with ckpt_path=<file>, or move them away to start over"
+            f"ckpt_path=auto: all {len(skipped)} checkpoints under {run_dir} are damaged, so there is nothing to "
+            f"resume from (give one with ckpt_path=<file>, or move them away to start over); the newest: {skipped[0]}"
         )
+    for err in skipped:
+        log.warning("skipping a checkpoint that cannot be resumed from: %s", err)
     if found is None:
         log.info("ckpt_path=auto: no valid checkpoint under %s; starting from scratch", run_dir)
         return None

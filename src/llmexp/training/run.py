@@ -18,6 +18,7 @@ import llmexp
 from llmexp.artifacts.checkpoint import read_checkpoint, resolve_ckpt_path
 from llmexp.artifacts.inference import tokenizer_from_checkpoint
 from llmexp.artifacts.init_from import load_initial_weights
+from llmexp.config.inherited import ANY, refuse_ignored_overrides
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
@@ -28,6 +29,7 @@ from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
+from llmexp.training.callbacks.preemption import training_starts
 from llmexp.training.combinations import check_combination, model_family
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
@@ -68,6 +70,20 @@ def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySp
     return model_family(cfg)
 
 
+def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: dict | None, init) -> None:
+    """Model and tokenizer overrides that the checkpoint resumed from, or the init_from weights, would override."""
+    if resume is not None:
+        saved = resume["llmexp"].get("config") or {}
+        kept = {"model": saved.get("model"), "tokenizer": saved.get("tokenizer")}
+        source = f"a resumed run keeps the model and tokenizer of ckpt_path={ckpt_path}"
+        advice = f"drop the override, or start a new run from those weights with init_from={ckpt_path}"
+        refuse_ignored_overrides(cfg, job_overrides(), kept, source, advice)
+    elif init is not None:
+        kept = {"model": init.model_config.to_dict(), **({"tokenizer": ANY} if init.tokenizer is not None else {})}
+        source = f"init_from={cfg.init_from} brings the model's shape and its own tokenizer"
+        refuse_ignored_overrides(cfg, job_overrides(), kept, source, "drop the override")
+
+
 def close_loggers(trainer: L.Trainer) -> None:
     """Flush every logger; end the W&B run so the next job of a multirun starts its own."""
     for logger in trainer.loggers:
@@ -85,10 +101,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
+    refuse_overrides_ignored_by(cfg, ckpt_path, resume, init)
     family = run_family(cfg, resume, init)
     check_combination(cfg, family)
     check_hardware(cfg, family.block_classes)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config.yaml
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
@@ -133,6 +150,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
+    training_starts()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         forget_requeue_checkpoints(trainer)
