@@ -109,3 +109,28 @@ class WaitWhenBuilt(L.Callback):
         with open(marker, "w") as handle:
             handle.write(str(os.getpid()))
         time.sleep(seconds)
+
+
+class HoldValidation(L.Callback):
+    """Once per run folder: when the validation after `step` starts, write `marker` and wait (to be killed there)."""
+
+    def __init__(self, step: int, marker: str, seconds: float = 120.0):
+        self.step, self.marker, self.seconds = step, marker, seconds
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.global_step == self.step and not trainer.sanity_checking and not os.path.exists(self.marker):
+            with open(self.marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            time.sleep(self.seconds)
+
+
+class RecordValidations(L.Callback):
+    """Append the step and process of every finished validation during fit to a jsonl file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps({"step": trainer.global_step, "pid": os.getpid()}) + "\n")

@@ -198,6 +198,7 @@ BY_TARGET: dict[str, dict[str, Declared]] = {
     "llmexp.training.callbacks.resume_checkpoint.ResumeCheckpoint": {"every_n_train_steps": COUNT, "keep_last": COUNT},
     "llmexp.training.callbacks.samples.SampleGeneration": SAMPLING,
     "llmexp.training.callbacks.throughput.ThroughputMonitor": {"window": COUNT},
+    "llmexp.training.metrics_history.ResumableCSVLogger": {"flush_logs_every_n_steps": COUNT},
     "llmexp.prepare.cleaning.CleanConfig": {
         **_CLEAN,
         "max_mean_word_length": POSITIVE,
