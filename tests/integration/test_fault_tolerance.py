@@ -3,6 +3,7 @@ a truncated checkpoint, termination signals. What survives is checked step for s
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -38,12 +39,12 @@ def _entry() -> list[str]:
 class Run:
     """One run folder, trained by a sequence of `llmexp-train` processes; every step's loss lands in losses.jsonl."""
 
-    def __init__(self, run_dir: Path, cache_dir: Path, *overrides: str, throttle: float = 0.05):
+    def __init__(self, run_dir: Path, cache_dir: Path, *overrides: str, throttle: float = 0.05, base=BASE):
         self.dir, self.records = run_dir, run_dir / "losses.jsonl"
         run_dir.mkdir(parents=True, exist_ok=True)
         self.args = [
             *_entry(),
-            *BASE,
+            *base,
             f"hydra.run.dir={run_dir}",
             "+callbacks.record._target_=helpers.RecordLoss",
             f"+callbacks.record.path={self.records}",
@@ -176,3 +177,67 @@ def test_termination_signals_save_and_exit_cleanly_then_the_run_continues(tmp_pa
     run.finish(run.start("ckpt_path=auto"))
     steps = [r["step"] for r in run.losses()]
     assert steps == list(range(1, STEPS + 1)), f"stopped at {stopped_at}"  # no step lost, none repeated
+
+
+def _metrics(run: Run) -> list[tuple[int, str]]:
+    """(step, train or val) of every row of the run's metrics.csv."""
+    with open(run.dir / "metrics.csv", newline="") as handle:
+        return [(int(r["step"]), "val" if r.get("val/loss") else "train") for r in csv.DictReader(handle)]
+
+
+LOGGED = (*(o for o in BASE if not o.startswith(("logger=", "trainer.val_check_interval"))), "logger=csv")
+
+
+@pytest.mark.slow
+def test_a_kill_during_validation_then_resume_runs_it_again_and_metrics_keep_every_step_once(tmp_path, cache_dir):
+    marker, validations = tmp_path / "held", tmp_path / "validations.jsonl"
+    hold = [
+        "+callbacks.hold._target_=helpers.HoldValidation",
+        "+callbacks.hold.step=12",
+        f"+callbacks.hold.marker={marker}",
+    ]
+    record = ["+callbacks.rec._target_=helpers.RecordValidations", f"+callbacks.rec.path={validations}"]
+    settings = ("trainer.val_check_interval=6", "trainer.log_every_n_steps=1", *hold, *record)
+    run = Run(tmp_path / "run", cache_dir, *settings, base=LOGGED)
+    process = run.start("ckpt_path=auto")
+    while not marker.exists():  # the validation after step 12 has started (checkpoints at 3, 6, 9, 12)
+        assert process.poll() is None, run.log()
+        time.sleep(0.05)
+    _kill(process)
+    run.finish(run.start("ckpt_path=auto"))
+    finished = [json.loads(line) for line in validations.read_text().splitlines()]
+    assert [v["step"] for v in finished] == [6, 12, 18, 24]
+    assert finished[1]["pid"] != finished[0]["pid"]  # step 12's validation, run again by the resumed process
+    rows = _metrics(run)
+    assert sorted(rows) == rows and len(set(rows)) == len(rows)  # in order, nothing twice
+    assert [step for step, kind in rows if kind == "train"] == list(range(STEPS))  # every step (logged 0-based)
+    assert [step for step, kind in rows if kind == "val"] == [5, 11, 17, 23]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_dataloader_workers_saves_logs_the_step_and_exits_0(tmp_path, cache_dir):
+    workers = ("data.num_workers=2", "trainer.log_every_n_steps=100")  # no step of this run is a logging step
+    run = Run(tmp_path / "run", cache_dir, *workers, base=LOGGED, throttle=0.2)
+    process = run.start()
+    run.wait_for_step(process, 5)
+    os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader workers, as SLURM or timeout do
+    run.finish(process)
+    log = run.log(tail=None)
+    assert "Preempted by SIGTERM after step" in log and "DataLoader worker" not in log and "Traceback" not in log
+    saved = read_checkpoint(run.dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert saved >= 5 and _metrics(run)[-1] == (saved - 1, "train")  # the step in progress is logged
+
+
+@pytest.mark.slow
+def test_a_signal_before_training_says_so_in_one_line_and_exits_nonzero(tmp_path, cache_dir):
+    marker = tmp_path / "built"
+    wait = ("+callbacks.wait._target_=helpers.WaitWhenBuilt", f"+callbacks.wait.marker={marker}")
+    run = Run(tmp_path / "run", cache_dir, *wait)
+    process = subprocess.Popen(run.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run.env, text=True)
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "llmexp-train: stopped by SIGTERM before training started; nothing was saved"

@@ -40,7 +40,7 @@ def refuse_ignored_overrides(
 ) -> None:
     """ConfigError for the first override under a group of `kept` ({group: saved values, or ANY}) whose value
     differs from the saved one; `source` says where the saved values come from, `advice` what to do instead."""
-    for override in overrides:
+    for override in sorted(overrides, key=lambda o: "." not in _key(o)):  # a key before the group it is in
         key = _key(override)
         if key.split(".")[0] not in kept:
             continue

@@ -29,7 +29,7 @@ from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
-from llmexp.training.callbacks.preemption import training_starts
+from llmexp.training.callbacks.preemption import release_signals
 from llmexp.training.combinations import check_combination, model_family
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
@@ -150,7 +150,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
-    training_starts()
+    release_signals()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         forget_requeue_checkpoints(trainer)

@@ -48,7 +48,7 @@ def _main_thread() -> bool:
 
 
 def stop_on_signals_before_training(signals: Iterable[str] = DEFAULT_SIGNALS) -> None:
-    """Until `training_starts`, a termination signal raises `Interrupted` (one line, exit 128 + signal number)."""
+    """Until `release_signals`, a termination signal raises `Interrupted` (one line, exit 128 + signal number)."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -62,8 +62,9 @@ def stop_on_signals_before_training(signals: Iterable[str] = DEFAULT_SIGNALS) ->
         signal.signal(signum, stop)
 
 
-def training_starts() -> None:
-    """Hand the signals to the Preemption callback and Lightning: put back the handlers from before."""
+def release_signals() -> None:
+    """Put back the handlers from before: training starts (the Preemption callback and Lightning take over), or the
+    run stopped before it."""
     if _main_thread():
         for signum, handler in _before_training.items():
             signal.signal(signum, handler)
