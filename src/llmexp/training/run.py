@@ -71,7 +71,7 @@ def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySp
 
 
 def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: dict | None, init) -> None:
-    """Model and tokenizer overrides that the checkpoint resumed from, or the init_from weights, would override."""
+    """Refuse model and tokenizer overrides that the checkpoint resumed from, or the init_from weights, replace."""
     if resume is not None:
         saved = resume["llmexp"].get("config") or {}
         kept = {"model": saved.get("model"), "tokenizer": saved.get("tokenizer")}
