@@ -129,7 +129,7 @@ def test_a_missing_path_is_one_clear_line(tmp_path):
     proc = _cli("name=x", f"source.paths=[{tmp_path}/nowhere/*.jsonl]", f"hydra.run.dir={tmp_path / 'out'}")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
-    assert err.strip() == f"prepare.py: error: source.paths: '{tmp_path}/nowhere/*.jsonl' matches no file"
+    assert err.strip() == f"llmexp-prepare: error: source.paths: '{tmp_path}/nowhere/*.jsonl' matches no file"
 
 
 def _shard_bytes(root: Path) -> dict[str, bytes]:

@@ -88,7 +88,7 @@ def test_command_line_rejects_a_typo_before_any_work(tmp_path):
     result = _cli(tmp_path, "llmexp.cli.train", "optimizer.lrr=1e-3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "train.py: error: optimizer.lrr: no such key; valid keys under optimizer: betas, eps, foreach, "
+        "llmexp-train: error: optimizer.lrr: no such key; valid keys under optimizer: betas, eps, foreach, "
         "fused, lr, weight_decay (did you mean 'lr'?)"
     )
     assert not (tmp_path / "run").exists()

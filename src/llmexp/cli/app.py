@@ -1,30 +1,41 @@
-"""Run a function as a Hydra app, after checking the command line's overrides (one clear line on a mistake)."""
+"""Run a command as a Hydra app, after checking the command line's overrides (one clear line on a mistake).
+
+The function a command runs is imported only once the command line is known to be good, so `--help`, TAB
+completion and refused overrides never pay for importing torch and Lightning."""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 from typing import Any
 
-import hydra
-from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
+from llmexp.cli.entry_points import ENTRY_POINTS, EntryPoint
+from llmexp.cli.help import help_text
 from llmexp.config import config_dir
-from llmexp.config.overrides import in_multirun, validate_overrides
 from llmexp.errors import ConfigError, UserError
 
 # Flags after which Hydra does not compose the job config, so there is nothing to validate.
 _NO_JOB = ("help", "hydra_help", "info", "shell_completion", "experimental_rerun", "config_dir", "config_path")
 
 
+def _arguments(argv: list[str]):
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_intermixed_args(argv)
+
+
 def check_command_line(config_name: str, argv: list[str], program: str) -> None:
-    """Exit with status 2 and one line on stderr when an override is wrong."""
-    args = get_args_parser().parse_intermixed_args(argv)
+    """Exit with status 2 and one line on stderr when an override is wrong (`--cfg` may leave required keys unset:
+    it only prints the config)."""
+    from llmexp.config.overrides import validate_overrides
+
+    args = _arguments(argv)
     if any(getattr(args, flag, None) for flag in _NO_JOB):
         return
     try:
-        validate_overrides(config_dir(), args.config_name or config_name, list(args.overrides))
+        validate_overrides(config_dir(), args.config_name or config_name, list(args.overrides), require=not args.cfg)
     except ConfigError as err:
         print(f"{program}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -34,7 +45,7 @@ def preflight_or_exit(config_name: str, argv: list[str], program: str) -> None:
     """`--preflight`: check every trial of the sweep; exit 1, submitting nothing, when one cannot run."""
     from llmexp.preflight import run_preflight
 
-    args = get_args_parser().parse_intermixed_args(argv)
+    args = _arguments(argv)
     report = run_preflight(args.config_name or config_name, list(args.overrides))
     print(report.text(), flush=True)
     if not report.ok:
@@ -42,21 +53,41 @@ def preflight_or_exit(config_name: str, argv: list[str], program: str) -> None:
         raise SystemExit(1)
 
 
-def run_app(config_name: str, task: Callable[[DictConfig], Any], preflight: bool = False) -> None:
-    program = sys.argv[0].rsplit("/", 1)[-1]
-    if preflight and "--preflight" in sys.argv:
-        sys.argv.remove("--preflight")
-        check_command_line(config_name, sys.argv[1:], program)
-        preflight_or_exit(config_name, sys.argv[1:], program)
-    else:
-        check_command_line(config_name, sys.argv[1:], program)
+def target_function(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
-    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+
+def run(program: str) -> None:
+    """The console entry point of `program` (see llmexp.cli.entry_points)."""
+    run_app(ENTRY_POINTS[program])
+
+
+def run_app(entry: EntryPoint) -> None:
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        print(help_text(entry))
+        raise SystemExit(0)
+    if entry.preflight and "--preflight" in argv:
+        sys.argv.remove("--preflight")
+        check_command_line(entry.config_name, sys.argv[1:], entry.program)
+        preflight_or_exit(entry.config_name, sys.argv[1:], entry.program)
+    else:
+        check_command_line(entry.config_name, argv, entry.program)
+    _hydra_main(entry)
+
+
+def _hydra_main(entry: EntryPoint) -> None:
+    import hydra
+
+    from llmexp.config.overrides import in_multirun
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=entry.config_name)
     def _main(cfg: DictConfig) -> Any:
         try:
-            return task(cfg)
+            return target_function(entry.target)(cfg)
         except UserError as err:
-            print(f"{program}: error: {err}", file=sys.stderr)
+            print(f"{entry.program}: error: {err}", file=sys.stderr)
             if in_multirun():
                 raise  # one trial's mistake: the sweeper records the trial as failed and goes on
             raise SystemExit(2) from None

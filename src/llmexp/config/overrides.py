@@ -106,7 +106,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             raise ConfigError(f"{key}: {'.'.join(walked)} is null here, so it has no keys to set")
 
 
-def _check_one(config_name: str, overrides: list[str], combinations: bool = True) -> None:
+def _check_one(config_name: str, overrides: list[str], combinations: bool = True, require: bool = True) -> None:
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create().parse_overrides(overrides)
     groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
@@ -136,7 +136,7 @@ def _check_one(config_name: str, overrides: list[str], combinations: bool = True
         cfg = compose(config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_first_line(err)) from err
-    missing = sorted(_missing_keys(cfg))
+    missing = sorted(_missing_keys(cfg)) if require else []
     if missing:
         raise ConfigError(
             f"{', '.join(missing)}: required, but not given; set it on the command line ({missing[0]}=...)"
@@ -144,8 +144,9 @@ def _check_one(config_name: str, overrides: list[str], combinations: bool = True
     validate_config(cfg, combinations=combinations)
 
 
-def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
-    """Raise ConfigError, naming the key and what is allowed, for the first bad override."""
+def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str], require: bool = True) -> None:
+    """Raise ConfigError, naming the key and what is allowed, for the first bad override. `require=False` lets
+    required (`???`) keys stay unset, for `--cfg job`, which only prints the config."""
     parser = OverridesParser.create()
     for override in overrides:
         try:
@@ -160,7 +161,7 @@ def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -
     sweep = any(o.is_sweep_override() for o in parsed)
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         for variant in _variants(parsed):
-            _check_one(config_name, variant, combinations=not sweep)
+            _check_one(config_name, variant, combinations=not sweep, require=require)
 
 
 def compose_config(

@@ -16,12 +16,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from llmexp.config.hardware import check_precision
+from llmexp.config.hardware import check_precision, cuda_devices
 from llmexp.errors import ConfigError
 
 
@@ -180,7 +179,7 @@ def check_schemas(cfg: DictConfig) -> None:
 
 
 def _uses_cpu(accelerator: Any) -> bool:
-    return accelerator == "cpu" or (accelerator in ("auto", None) and not torch.cuda.is_available())
+    return accelerator == "cpu" or (accelerator in ("auto", None) and not cuda_devices())
 
 
 def check_combinations(cfg: DictConfig) -> None:
@@ -197,9 +196,9 @@ def check_combinations(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"trainer.devices={devices} with strategy=single (one process); use strategy=ddp for several devices"
             )
-        if not _uses_cpu(accelerator) and isinstance(devices, int) and devices > max(torch.cuda.device_count(), 0):
+        if not _uses_cpu(accelerator) and isinstance(devices, int) and devices > cuda_devices():
             raise ConfigError(
-                f"trainer.devices={devices}, but this machine has {torch.cuda.device_count()} GPUs; lower "
+                f"trainer.devices={devices}, but this machine has {cuda_devices()} GPUs; lower "
                 "trainer.devices or set trainer.accelerator=cpu"
             )
     if isinstance(data, DictConfig) and isinstance(model, DictConfig) and not cfg.get("ckpt_path"):
