@@ -63,11 +63,30 @@ def run(program: str) -> None:
     run_app(ENTRY_POINTS[program])
 
 
+def _resume(entry: EntryPoint, argv: list[str]) -> list[str]:
+    """`resume=<run folder>` (or a checkpoint inside one) becomes the command line that continues that run."""
+    from llmexp.config.resume import resume_command_line
+
+    try:
+        plan = resume_command_line(argv)
+    except ConfigError as err:
+        print(f"{entry.program}: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for warning in plan.warnings:
+        print(f"{entry.program}: warning: {warning}", file=sys.stderr)
+    if plan.run_dir is not None:
+        print(f"{entry.program}: continuing the run in {plan.run_dir}", file=sys.stderr)
+    return plan.argv
+
+
 def run_app(entry: EntryPoint) -> None:
     argv = sys.argv[1:]
     if "--help" in argv or "-h" in argv:
         print(help_text(entry))
         raise SystemExit(0)
+    if entry.resumable:
+        argv = _resume(entry, argv)
+        sys.argv[1:] = argv
     if entry.preflight and "--preflight" in argv:
         sys.argv.remove("--preflight")
         check_command_line(entry.config_name, sys.argv[1:], entry.program)

@@ -15,6 +15,7 @@ class EntryPoint:
     summary: str
     examples: tuple[str, ...]
     preflight: bool = False  # accepts --preflight (check every trial of a sweep first)
+    resumable: bool = False  # accepts resume=<run folder> (llmexp.config.resume)
 
 
 ENTRY_POINTS = {
@@ -36,6 +37,7 @@ ENTRY_POINTS = {
                 "llmexp-train experiment=smoke strategy=fsdp2 trainer.devices=2 trainer.accelerator=cpu",
             ),
             preflight=True,
+            resumable=True,
         ),
         EntryPoint(
             "llmexp-prepare",

@@ -134,7 +134,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
         if cfg.eval.get("final_validation"):

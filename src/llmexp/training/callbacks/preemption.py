@@ -58,12 +58,12 @@ class Preemption(L.Callback):
         if not stop:
             return
         path = self.checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         if trainer.is_global_zero:
             name = self.received.name if self.received is not None else "a signal on another rank"
             print(
                 f"Preempted by {name} after step {trainer.global_step}: saved {path}; "
-                "run the same command with ckpt_path=auto to continue",
+                f"continue with: llmexp-train resume={trainer.default_root_dir}",
                 file=sys.stderr,
                 flush=True,
             )
