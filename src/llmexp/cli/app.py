@@ -103,6 +103,9 @@ def _hydra_main(entry: EntryPoint) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=entry.config_name)
     def _main(cfg: DictConfig) -> Any:
+        from llmexp.tracking.quiet import silence_library_noise
+
+        silence_library_noise()
         try:
             return target_function(entry.target)(cfg)
         except UserError as err:

@@ -16,6 +16,8 @@ from llmexp.data.prepared import TokenizedCorpus, prepare, tokenize_corpus
 from llmexp.data.sampler import ResumableLoader, ResumableSampler, trainer_position
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
+PROMPT_TOKENS = 6  # length of a sample prompt taken from the validation data
+
 
 class PackedBlocks(Dataset):
     """Consecutive blocks of `block_size + 1` tokens from one stream (documents run across block edges, separated by
@@ -92,6 +94,21 @@ class CausalLMDataModule(L.LightningDataModule):
         if self.prepared is None:
             raise RuntimeError("call prepare() before using the data module")
         return PackedBlocks(self.prepared.tokens[split], self.block_size)
+
+    def sample_prompts(self, count: int, chat: bool = False) -> list[str]:
+        """The first words of `count` validation texts, spread over the split: prompts that read like the data the
+        model learns (the samples callback continues them; run hints show one)."""
+        dataset = self.dataset("val")
+        picks = sorted({round(i * (len(dataset) - 1) / max(count - 1, 1)) for i in range(count)})
+        prompts = []
+        for index in picks:
+            ids = dataset[index]["input_ids"].tolist()
+            eos = self.tokenizer.eos_id
+            start = ids.index(eos) + 1 if eos in ids[:-PROMPT_TOKENS] else 0  # begin at a document start
+            text = self.tokenizer.decode(ids[start : start + PROMPT_TOKENS]).strip()
+            if text:
+                prompts.append(text)
+        return prompts
 
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer

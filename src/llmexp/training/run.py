@@ -29,6 +29,7 @@ from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.combinations import check_combination, model_family
+from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
@@ -88,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     family = run_family(cfg, resume, init)
     check_combination(cfg, family)
     check_hardware(cfg, family.block_classes)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
     given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
@@ -149,12 +150,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["seconds"] = round(time.time() - started, 1)
     if trainer.is_global_zero:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        last = run_dir / "checkpoints" / "last.ckpt"
-        print(f"\nRun folder: {run_dir}")
-        if last.is_dir():  # sharded (fsdp, fsdp2, deepspeed): one file first
-            print(f"Consolidate: llmexp-convert ckpt_path={last}")
-        elif last.exists():
-            merged = last.with_name("merged.ckpt")  # a LoRA fine-tune: the adapters folded into the base
-            usable = merged if merged.exists() else last
-            print(f'Generate: llmexp-generate ckpt_path={usable} prompt="The for statement"')
+        print("\n" + "\n".join(next_steps(run_dir, datamodule, family, task.trains_language_model)))
     return metrics
