@@ -21,8 +21,9 @@ RUN_OVERRIDES = Path(".hydra") / "overrides.yaml"
 FIXED = ("model", "tokenizer", "task", "finetune")
 # What a resumed run may change, with a word: the data it trains on and how much of it per step.
 CHANGED = ("data", "experiment", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches")
-# Settings of one invocation, never replayed.
+# Settings of one invocation, never replayed; the folder and the checkpoint are pinned by the resume itself.
 NOT_REPLAYED = ("hydra", "ckpt_path", "resume")
+PINNED = ("hydra.run.dir", "ckpt_path", "resume")
 
 
 @dataclass
@@ -79,9 +80,13 @@ def resume_command_line(argv: list[str]) -> ResumePlan:
         raise ConfigError("resume: continue one run at a time (without -m); a killed sweep resumes by re-running it")
     recorded = yaml.safe_load((folder / RUN_OVERRIDES).read_text()) or []
     original = [o for o in recorded if not _covers(key_of(o), NOT_REPLAYED)]
-    new = [o for o in overrides if not _covers(key_of(o), NOT_REPLAYED)]
+    new = [o for o in overrides if not _covers(key_of(o), PINNED)]
     before = {key_of(o): o for o in original}
-    warnings = []
+    warnings = [
+        f"the run continues in its own folder {folder}, not {o.split('=', 1)[1]}"
+        for o in overrides
+        if key_of(o) == "hydra.run.dir" and Path(o.split("=", 1)[1]).resolve() != folder.resolve()
+    ]
     for override in new:
         key = key_of(override)
         if before.get(key) == override:
