@@ -13,7 +13,11 @@ CONF = config_dir()
 
 
 def test_a_key_under_eval_files_is_accepted_as_written(tmp_path):
-    overrides = ["ckpt_path=x.ckpt", f"eval.files.arc_challenge={tmp_path}/test.jsonl", "eval.fewshot_files.piqa=t.jsonl"]
+    overrides = [
+        "ckpt_path=x.ckpt",
+        f"eval.files.arc_challenge={tmp_path}/test.jsonl",
+        "eval.fewshot_files.piqa=t.jsonl",
+    ]
     validate_overrides(CONF, "evaluate", overrides)
     cfg = compose_config("evaluate", overrides, output_dir=tmp_path)
     assert cfg.eval.files == {"arc_challenge": f"{tmp_path}/test.jsonl"}
@@ -27,7 +31,11 @@ def test_the_periodic_eval_callback_files_take_task_keys_too():
 @pytest.mark.parametrize(
     ("config_name", "override", "expected"),
     [
-        ("evaluate", "eval.filez.piqa=x", r"eval.filez.piqa: no such key; valid keys under eval: .*did you mean 'files'"),
+        (
+            "evaluate",
+            "eval.filez.piqa=x",
+            r"eval.filez.piqa: no such key; valid keys under eval: .*did you mean 'files'",
+        ),
         ("evaluate", "eval.limt=3", r"eval.limt: no such key; .*did you mean 'limit'"),
         ("train", "eval=val eval.files.piqa=x", r"eval.files.piqa: no such key; valid keys under eval: final_valid"),
         ("train", "callbacks=eval callbacks.periodic_eval.filez.piqa=x", r"no such key; .*did you mean 'files'"),
