@@ -148,5 +148,5 @@ def test_file_tasks_are_named_after_their_file():
     assert get_task("mc:/data/sets/my_quiz.jsonl.gz").name == "my_quiz"
     assert get_task("gen:answers.jsonl").name == "answers"
     assert get_task("lm_eval:hellaswag").name == "lm_eval:hellaswag"
-    with pytest.raises(ConfigError, match="'mc:a/x.jsonl' and 'gen:b/x.csv' are both named 'x'"):
+    with pytest.raises(ConfigError, match=r"'mc:a/x\.jsonl' and 'gen:b/x\.csv' are both named 'x'"):
         get_tasks(["mc:a/x.jsonl", "gen:b/x.csv"])
