@@ -20,11 +20,20 @@ from llmexp.tracking.secrets import redact, scrub_hydra_files
 log = logging.getLogger(__name__)
 
 
+COUNTS = ("n", "documents", "tokens", "bytes")
+
+
 def format_table(results: dict[str, float]) -> str:
-    """`task  metric  value` lines, grouped by task, for the terminal (task names hold no `/`)."""
+    """`task  metric  value` lines, grouped by task, for the terminal (task names hold no `/`); counts as integers."""
     rows = [(*key.split("/", 1), value) for key, value in results.items()]
     width = max((len(task) for task, _, _ in rows), default=4)
-    return "\n".join(f"{task:<{width}}  {metric:<16} {value:.4f}" for task, metric, value in rows)
+    metric_width = max((len(metric) for _, metric, _ in rows), default=6)
+    return "\n".join(
+        f"{task:<{width}}  {metric:<{metric_width}}  {value:.0f}"
+        if metric in COUNTS
+        else f"{task:<{width}}  {metric:<{metric_width}}  {value:.4f}"
+        for task, metric, value in rows
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

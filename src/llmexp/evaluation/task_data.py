@@ -106,7 +106,7 @@ def _hub(spec: TaskSpec, split: str) -> SplitRows:
 
 
 def _named_file(spec: TaskSpec, value: str, key: str, split: str) -> SplitRows:
-    path = Path(value).expanduser()
+    path = Path(value).expanduser().absolute()
     if not path.is_file():
         raise DataError(f"{key}={path}: no such file")
     return _read(spec, [path], split)
