@@ -19,15 +19,12 @@ CONTEXT = 16
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return Tokenizer.load(ASSETS / "tokenizer.json")
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
+def short_lm() -> tuple[Tokenizer, torch.nn.Module]:
+    """A tiny model with a 16-token context, so a short document already needs several windows."""
+    tokenizer = Tokenizer.load(ASSETS / "tokenizer.json")
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, max_seq_len=CONTEXT)
-    return config.build().eval()
+    return tokenizer, config.build().eval()
 
 
 @pytest.mark.parametrize("length", [1, 5, 15, 16, 17, 31, 33, 50])
@@ -55,7 +52,8 @@ def reference_loglikelihood(model, ids: list[int], eos: int) -> float:
     return total
 
 
-def test_document_mode_scores_each_document_alone_and_counts_what_it_covered(tokenizer, model):
+def test_document_mode_scores_each_document_alone_and_counts_what_it_covered(short_lm):
+    tokenizer, model = short_lm
     texts = ["def add(a, b):\n    return a + b\n" * 3, "x = 1", "The quick brown fox jumps over the lazy dog."]
     got = document_perplexity(model, tokenizer, texts, batch_size=2)
     lls = [reference_loglikelihood(model, tokenizer.encode(t), tokenizer.eos_id) for t in texts]
@@ -74,7 +72,8 @@ def write_docs(path: Path, count: int) -> Path:
     return path
 
 
-def test_auto_mode_is_document_for_several_documents_and_stream_for_one(tokenizer, model, tmp_path):
+def test_auto_mode_is_document_for_several_documents_and_stream_for_one(short_lm, tmp_path):
+    tokenizer, model = short_lm
     many = write_docs(tmp_path / "docs.jsonl", 4)
     one = tmp_path / "one.txt"
     one.write_text("a single long text " * 10)
@@ -87,7 +86,8 @@ def test_auto_mode_is_document_for_several_documents_and_stream_for_one(tokenize
     assert streamed.info["mode"] == "stream" and streamed.scores["ppl"] != several.scores["ppl"]
 
 
-def test_a_document_limit_is_announced_and_recorded(tokenizer, model, tmp_path, caplog):
+def test_a_document_limit_is_announced_and_recorded(short_lm, tmp_path, caplog):
+    tokenizer, model = short_lm
     files = [str(write_docs(tmp_path / "docs.jsonl", 6))]
     settings = EvalSettings(tasks=["heldout"], perplexity_files=files, perplexity_max_documents=4)
     with caplog.at_level(logging.WARNING):

@@ -36,7 +36,7 @@ def prepare_items(spec: TaskSpec, settings: EvalSettings) -> tuple[list[Any], li
     scored = scored_rows(spec, settings)
     k = settings.num_fewshot if spec.fixed_fewshot is None else spec.fixed_fewshot
     if k != settings.num_fewshot:
-        log.warning("eval: %s keeps %d-shot (its prompt has its own examples), as lm-eval does", spec.name, k)
+        log.warning("eval: %s is scored %d-shot whatever eval.num_fewshot says, as in lm-eval", spec.name, k)
     rows = scored.rows[: settings.limit] if settings.limit else scored.rows
     everything = convert(spec, scored.rows) if k else convert(spec, rows)
     examples = everything[: len(rows)]

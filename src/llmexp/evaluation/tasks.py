@@ -36,7 +36,7 @@ class TaskSpec:
     first_n: bool = False  # lm-eval's first_n sampler: the first k, in file order (MMLU)
     group_field: str | None = None  # one draw per value of this field (MMLU: one lm-eval task per subject)
     all_files: bool = False  # every file of the split (one file per subject or per problem)
-    fixed_fewshot: int | None = None  # lm-eval ignores num_fewshot for this task (TruthfulQA's prompt has 6 examples)
+    fixed_fewshot: int | None = None  # num_fewshot is ignored (TruthfulQA's prompt has its 6 examples; code is 0-shot)
     source: str | None = None  # mc:/gen: the file as given
 
 
@@ -77,7 +77,14 @@ TASKS: dict[str, TaskSpec] = {
             exclude_self=True,
             fixed_fewshot=0,
         ),
-        _mc("gpqa", b.gpqa, ("gpqa",), ("Idavidrein/gpqa", "gpqa_main"), eval_splits=("train",), exclude_self=True),
+        _mc(
+            "gpqa",
+            b.gpqa,
+            ("gpqa_main", "gpqa"),
+            ("Idavidrein/gpqa", "gpqa_main"),
+            eval_splits=("train",),
+            exclude_self=True,
+        ),
         TaskSpec("gsm8k", "generation", b.gsm8k, ("gsm8k",), ("openai/gsm8k", "main"), fewshot_split="train"),
         TaskSpec(
             "math",
@@ -87,7 +94,14 @@ TASKS: dict[str, TaskSpec] = {
             ("HuggingFaceH4/MATH-500", None),
             all_files=True,
         ),
-        TaskSpec("humaneval", "code", b.humaneval, ("humaneval", "HumanEval"), ("openai/openai_humaneval", None)),
+        TaskSpec(
+            "humaneval",
+            "code",
+            b.humaneval,
+            ("humaneval", "HumanEval"),
+            ("openai/openai_humaneval", None),
+            fixed_fewshot=0,
+        ),
         # Held-out text of the embedded corpus (or eval.perplexity_files): perplexity and bits per byte.
         TaskSpec("heldout", "perplexity", None),
     )
