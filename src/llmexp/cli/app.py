@@ -87,12 +87,15 @@ def run_app(entry: EntryPoint) -> None:
     if entry.resumable:
         argv = _resume(entry, argv)
         sys.argv[1:] = argv
-    if entry.preflight and "--preflight" in argv:
+    check_preflight = entry.preflight and "--preflight" in argv
+    if check_preflight:
         sys.argv.remove("--preflight")
-        check_command_line(entry.config_name, sys.argv[1:], entry.program)
+    check_command_line(entry.config_name, sys.argv[1:], entry.program)
+    from llmexp.config.overrides import open_mapping_overrides
+
+    sys.argv[1:] = open_mapping_overrides(sys.argv[1:])  # eval.files.<task>=<path> as Hydra needs it
+    if check_preflight:
         preflight_or_exit(entry.config_name, sys.argv[1:], entry.program)
-    else:
-        check_command_line(entry.config_name, argv, entry.program)
     _hydra_main(entry)
 
 

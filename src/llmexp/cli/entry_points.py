@@ -60,7 +60,7 @@ ENTRY_POINTS = {
             "lm-evaluation-harness does), generation and code tasks, or any lm-eval task.",
             (
                 "llmexp-eval ckpt_path=outputs/runs/<date>/<time>/checkpoints/last.ckpt eval=suite",
-                "llmexp-eval ckpt_path=... eval=multiple_choice eval.data_dir=../shared/data",
+                "llmexp-eval ckpt_path=... eval=multiple_choice eval.tasks=[piqa] eval.data_dir=../shared/data",
                 "llmexp-eval ckpt_path=... eval=suite 'eval.tasks=[heldout]'",
             ),
         ),

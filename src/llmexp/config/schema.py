@@ -46,6 +46,10 @@ class PathsSchema:
     cache_dir: str = "outputs/cache"
 
 
+# Nodes that map keys the user chooses to values (a task name to its file): any key below them is one to accept as
+# written (`eval.files.piqa=<path>`), where an unknown key anywhere else is a typo to refuse.
+OPEN_MAPPINGS = ("eval.files", "eval.fewshot_files", "callbacks.periodic_eval.files")
+
 SCHEMAS = {"eval": EvalSchema, "batch_size_finder": BatchSizeFinderSchema, "paths": PathsSchema}
 ROOT_TYPES = {"seed": int, "ckpt_path": str | None, "task_name": str}
 # Values our code resolves before they reach the target (llmexp.training.trainer.resolve_precision).

@@ -11,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 from llmexp.artifacts.inference import load_for_inference, pick_device
 from llmexp.config.overrides import job_overrides
 from llmexp.errors import CheckpointError
-from llmexp.evaluation.suite import EvalSettings, run_tasks
+from llmexp.evaluation.samples import write_samples
+from llmexp.evaluation.suite import EvalSettings, flat_scores, run_suite
 from llmexp.models.spec import FAMILIES, family_of
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
@@ -19,15 +20,26 @@ from llmexp.tracking.secrets import redact, scrub_hydra_files
 log = logging.getLogger(__name__)
 
 
+COUNTS = ("n", "documents", "tokens", "bytes")
+
+
 def format_table(results: dict[str, float]) -> str:
-    """`task  metric  value` lines, grouped by task, for the terminal."""
+    """`task  metric  value` lines, grouped by task, for the terminal (task names hold no `/`); counts as integers."""
     rows = [(*key.split("/", 1), value) for key, value in results.items()]
     width = max((len(task) for task, _, _ in rows), default=4)
-    return "\n".join(f"{task:<{width}}  {metric:<16} {value:.4f}" for task, metric, value in rows)
+    metric_width = max((len(metric) for _, metric, _ in rows), default=6)
+    return "\n".join(
+        f"{task:<{width}}  {metric:<{metric_width}}  {value:.0f}"
+        if metric in COUNTS
+        else f"{task:<{width}}  {metric:<{metric_width}}  {value:.4f}"
+        for task, metric, value in rows
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Evaluate `cfg.ckpt_path` on `cfg.eval`; print a table; write <run>/eval_results.json; return the metrics."""
+    """Evaluate `cfg.ckpt_path` on `cfg.eval`; print a table; write <run>/eval_results.json (scores as
+    `<task>/<metric>`, and per task what was scored) and <run>/samples/<task>.jsonl (one record per item); return the
+    scores."""
     silence_library_noise()
     settings = EvalSettings.from_config(cfg.eval)
     model, tokenizer, _ = load_for_inference(cfg.ckpt_path, pick_device(cfg.device))
@@ -38,14 +50,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"ckpt_path={cfg.ckpt_path}: model family {family.name!r} does not score text with next-token "
             f"log-likelihoods; llmexp-eval scores causal families ({causal})"
         )
-    results = run_tasks(model, tokenizer, settings)
+    outcomes = run_suite(model, tokenizer, settings)
+    results = flat_scores(outcomes)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     scrub_hydra_files(run_dir, job_overrides())  # as llmexp-train: secret-looking overrides never reach a file
+    tasks = {}
+    for name, outcome in outcomes.items():
+        samples = write_samples(run_dir / "samples", name, outcome.samples)
+        tasks[name] = {**outcome.info, "samples": str(samples) if samples else None}
     report = {
         "ckpt_path": str(cfg.ckpt_path),
         "eval": redact(OmegaConf.to_container(cfg.eval, resolve=True)),
         "results": results,
+        "tasks": tasks,
     }
     (run_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
     print(format_table(results))
