@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from llmexp.evaluation import metrics
+from llmexp.evaluation import metrics, progress
 from llmexp.evaluation.benchmarks import GenExample
 from llmexp.evaluation.code_exec import pass_at_k_scores, run_code_samples, truncate_completion
 from llmexp.evaluation.fewshot import context
@@ -37,7 +37,9 @@ def generate_completions(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     texts: list[str] = []
+    progress.expect(len(prompts), "answers")
     for start in range(0, len(prompts), batch_size):
+        progress.advance(len(prompts[start : start + batch_size]))
         batch = [tokenizer.encode(p) or [tokenizer.eos_id] for p in prompts[start : start + batch_size]]
         outputs = generate(model, batch, sampling, tokenizer.eos_id, generator=generator)
         texts.extend(tokenizer.decode(ids) for ids in outputs)

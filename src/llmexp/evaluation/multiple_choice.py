@@ -52,6 +52,8 @@ def evaluate_multiple_choice(
             }
         )
     scores = {
+        # What guessing scores: a baseline to read acc against (tasks differ in their number of choices).
+        "chance": sum(1 / len(e.choices) for e in examples) / len(examples),
         **mean_and_stderr("acc", [s["acc"] for s in samples]),
         **mean_and_stderr("acc_norm", [s["acc_norm"] for s in samples]),
         "n": float(len(samples)),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from llmexp.artifacts.inference import load_for_inference, pick_device
 from llmexp.config.overrides import job_overrides
+from llmexp.config.resume import run_folder_of
 from llmexp.errors import CheckpointError
 from llmexp.evaluation.samples import write_samples
 from llmexp.evaluation.suite import EvalSettings, flat_scores, run_suite
@@ -28,7 +30,8 @@ def format_table(results: dict[str, float]) -> str:
     rows = [(*key.split("/", 1), value) for key, value in results.items()]
     width = max((len(task) for task, _, _ in rows), default=4)
     metric_width = max((len(metric) for _, metric, _ in rows), default=6)
-    return "\n".join(
+    header = f"{'task':<{width}}  {'metric':<{metric_width}}  value\n{'-' * (width + metric_width + 11)}\n"
+    return header + "\n".join(
         f"{task:<{width}}  {metric:<{metric_width}}  {value:.0f}"
         if metric in COUNTS
         else f"{task:<{width}}  {metric:<{metric_width}}  {value:.4f}"
@@ -68,4 +71,19 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     (run_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
     print(format_table(results))
     print(f"\nResults: {run_dir / 'eval_results.json'}")
+    trained_in = link_to_training_run(cfg.ckpt_path, run_dir / "eval_results.json", results)
+    if trained_in is not None:
+        print(f"Recorded in the training run: {trained_in}")
     return results
+
+
+def link_to_training_run(ckpt_path: str, report: Path, results: dict[str, float]) -> Path | None:
+    """Append one line (when, which checkpoint, where the report is, the scores) to `evals.jsonl` of the run that
+    trained the checkpoint, so a run folder lists every evaluation of its checkpoints. None outside a run folder."""
+    run = run_folder_of(Path(ckpt_path).expanduser().resolve())
+    if run is None:
+        return None
+    line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "ckpt_path": str(ckpt_path), "report": str(report.resolve())}
+    with (run / "evals.jsonl").open("a") as out:
+        out.write(json.dumps({**line, "results": results}) + "\n")
+    return run / "evals.jsonl"

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import Perplexity
 
+from llmexp.evaluation import progress
 from llmexp.tokenizer import Tokenizer
 
 
@@ -48,8 +49,10 @@ class LogLikelihoodScorer:
         self.model.eval()
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+        progress.expect(len(order), "scores")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
+            progress.advance(len(chunk))
             inputs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1) :][:-1] for i in chunk]
             width = max(len(x) for x in inputs)
             ids = torch.zeros((len(chunk), width), dtype=torch.long, device=self.device)

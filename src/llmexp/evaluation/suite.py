@@ -14,6 +14,7 @@ from llmexp.evaluation.fewshot import Demonstrations, contexts
 from llmexp.evaluation.generation_eval import evaluate_code, evaluate_generation
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.perplexity import evaluate_perplexity
+from llmexp.evaluation.progress import task_progress
 from llmexp.evaluation.samples import TaskResult
 from llmexp.evaluation.scoring import LogLikelihoodScorer
 from llmexp.evaluation.settings import EvalSettings
@@ -82,33 +83,40 @@ def run_lm_eval_task(name: str, model: nn.Module, tokenizer: Tokenizer, settings
 
 def run_task(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> TaskResult:
     if spec.kind == "perplexity":
-        return evaluate_perplexity(model, tokenizer, settings)
+        with task_progress(spec.name, "perplexity of held-out text"):
+            return evaluate_perplexity(model, tokenizer, settings)
     if spec.kind == "harness":
-        return run_lm_eval_task(spec.name.partition(":")[2], model, tokenizer, settings)
+        with task_progress(spec.name, "run by lm-evaluation-harness"):
+            return run_lm_eval_task(spec.name.partition(":")[2], model, tokenizer, settings)
     examples, prompts, info = prepare_items(spec, settings)
-    if spec.kind == "multiple_choice":
-        scorer = LogLikelihoodScorer(model, tokenizer, settings.batch_size)
-        result = evaluate_multiple_choice(scorer, examples, prompts)
-    elif spec.kind == "generation":
-        extract = EXTRACTORS.get(spec.name)
-        result = evaluate_generation(
-            model, tokenizer, examples, prompts, settings.max_new_tokens, extract, settings.batch_size
-        )
-    else:
-        result = evaluate_code(
-            model,
-            tokenizer,
-            examples,
-            settings.code_samples,
-            settings.code_k,
-            settings.code_temperature,
-            settings.code_max_new_tokens,
-            settings.code_timeout_s,
-            settings.code_memory_mb,
-            seed=settings.seed,
-        )
+    capped = settings.limit is not None and len(examples) >= settings.limit
+    with task_progress(spec.name, f"{len(examples)} items" + (" (eval.limit)" if capped else "")):
+        result = _score(spec, model, tokenizer, settings, examples, prompts)
     result.info.update(info)
     return result
+
+
+def _score(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings, examples, prompts):
+    if spec.kind == "multiple_choice":
+        scorer = LogLikelihoodScorer(model, tokenizer, settings.batch_size)
+        return evaluate_multiple_choice(scorer, examples, prompts)
+    if spec.kind == "generation":
+        extract = EXTRACTORS.get(spec.name)
+        return evaluate_generation(
+            model, tokenizer, examples, prompts, settings.max_new_tokens, extract, settings.batch_size
+        )
+    return evaluate_code(
+        model,
+        tokenizer,
+        examples,
+        settings.code_samples,
+        settings.code_k,
+        settings.code_temperature,
+        settings.code_max_new_tokens,
+        settings.code_timeout_s,
+        settings.code_memory_mb,
+        seed=settings.seed,
+    )
 
 
 def run_suite(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, TaskResult]:
@@ -116,8 +124,17 @@ def run_suite(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) ->
     was_training = model.training
     model.eval()
     results: dict[str, TaskResult] = {}
+    specs = get_tasks(settings.tasks)
+    log.info("eval: %d tasks: %s", len(specs), ", ".join(spec.name for spec in specs))
+    if settings.limit is not None:
+        log.warning(
+            "eval: eval.limit=%d: each task scores at most its first %d items, so its results are partial "
+            "(eval.limit=null scores all)",
+            settings.limit,
+            settings.limit,
+        )
     try:
-        for spec in get_tasks(settings.tasks):
+        for spec in specs:
             try:
                 results[spec.name] = run_task(spec, model, tokenizer, settings)
             except DataError as err:
