@@ -1,4 +1,4 @@
-"""`llmexp-compare`: compare runs (run folders, a multirun folder, W&B offline runs) in a table, a PNG and HTML."""
+"""`llmexp-compare`: compare runs (run folders, a multirun or sweep folder) in a table and one interactive HTML page."""
 
 from __future__ import annotations
 
