@@ -134,3 +134,16 @@ def test_search_space_reads_hydra_sweep_syntax_and_the_command_line_wins():
     assert grid_choices("w", dists["scheduler.warmup_steps"]) == [10, 20, 30]
     with pytest.raises(ConfigError, match=r"^optimizer.lr: the grid sampler needs choice"):
         grid_choices("optimizer.lr", dists["optimizer.lr"])
+
+
+@pytest.mark.parametrize(
+    ("option", "cls"), [("tpe", "TPESampler"), ("random", "RandomSampler"), ("grid", "GridSampler")]
+)
+def test_every_sampler_option_builds_an_optuna_sampler_without_hydra_optuna_sweeper(make_cfg, option, cls):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("hparams_search=optuna", f"hydra/sweeper/sampler={option}", "hydra.sweeper.sampler.seed=3")
+    sampler = instantiate(cfg.hydra.sweeper.sampler)
+    if option == "grid":  # a partial: the sweeper gives it the grid
+        sampler = sampler({"optimizer.lr": [1e-3, 3e-3]})
+    assert type(sampler).__name__ == cls

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from llmexp.errors import UserError
-from llmexp.tracking.compare import compare_runs, comparison_rows, text_table
+from llmexp.tracking.compare import comparison_rows, text_table
 from llmexp.tracking.diff import diff_records, format_diff, load_record
+from llmexp.tracking.report import compare_runs
 from llmexp.tracking.runs import discover_runs
 
 

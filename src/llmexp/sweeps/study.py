@@ -97,14 +97,14 @@ def finished_trials(study: optuna.Study) -> int:
 def _trial_overrides(
     trial: optuna.Trial, fixed: Sequence[str], location: str, name: str, rerun: list[dict], folder: Path | None
 ) -> list[str]:
-    """The plain overrides as given, the trial's sampled parameters, and where the job finds its study."""
+    """The trial's sampled parameters (first: they name the run), the plain overrides as given, and where the job
+    finds its study."""
     params = [f"{key}={value}" for key, value in trial.params.items()]
     study = [f"++sweep.trial={trial.number}", f"++sweep.storage='{location}'", f"++sweep.study='{name}'"]
-    overrides = [*fixed, *params, *study]
+    overrides = [*params, *fixed, *study]
     if folder is not None:  # resumed: each job's config is composed anew, and must land in the old folder
         overrides.append(f"hydra.sweep.dir='{folder}'")
-    enqueued = trial.system_attrs.get("fixed_params")
-    match = next((r for r in rerun if enqueued is not None and r["params"] == enqueued), None)
+    match = next((r for r in rerun if r["params"] == trial.params), None)  # an interrupted trial, enqueued again
     if match is not None:
         rerun.remove(match)
         if match["ckpt"]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from llmexp.tracking.runs import Run
@@ -94,16 +93,3 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def compare_runs(runs: list[Run], out_dir: Path, title: str = "llmexp runs") -> dict[str, Path]:
-    """Write compare.txt and compare.html (one self-contained page) into out_dir; return their paths."""
-    from llmexp.tracking.report import render_report
-
-    if not runs:
-        raise ValueError("no runs found to compare")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"table": out_dir / "compare.txt", "html": out_dir / "compare.html"}
-    paths["table"].write_text(text_table(*comparison_rows(runs)) + "\n")
-    paths["html"].write_text(render_report(runs, out_dir, title), encoding="utf-8")
-    return paths

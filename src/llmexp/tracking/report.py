@@ -17,7 +17,7 @@ from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from llmexp.tracking.compare import Column, columns, differing_keys, rank_metric, ranked
+from llmexp.tracking.compare import Column, columns, comparison_rows, differing_keys, rank_metric, ranked, text_table
 from llmexp.tracking.metrics import plotted
 from llmexp.tracking.runs import Run
 
@@ -138,3 +138,14 @@ def render_report(runs: list[Run], out_dir: Path, title: str) -> str:
         f"{plot}{samples_html(runs)}"
         f"<script>{SCRIPT.read_text()}</script></body></html>"
     )
+
+
+def compare_runs(runs: list[Run], out_dir: Path, title: str = "llmexp runs") -> dict[str, Path]:
+    """Write compare.txt and compare.html (one self-contained page) into out_dir; return their paths."""
+    if not runs:
+        raise ValueError("no runs found to compare")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"table": out_dir / "compare.txt", "html": out_dir / "compare.html"}
+    paths["table"].write_text(text_table(*comparison_rows(runs)) + "\n")
+    paths["html"].write_text(render_report(runs, out_dir, title), encoding="utf-8")
+    return paths
