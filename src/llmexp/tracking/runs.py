@@ -15,7 +15,7 @@ from llmexp.sweeps.rerun import trial_overrides
 from llmexp.tracking.metrics import read_metrics_csv
 from llmexp.tracking.plots import Series
 
-EVALS_FILE = "evals.jsonl"  # one line per `llmexp-eval` of this run's checkpoints (tracking.wandb.record_eval)
+EVALS_FILE = "evals.jsonl"  # one line per `llmexp-eval` of this run's checkpoints (evaluation/run.py)
 
 
 @dataclass
