@@ -29,6 +29,8 @@ REQUIRED = {
     ("data", "sft"): ["data.train_file=train.json"],
     ("experiment", "finetune_classification"): ["data.train_file=train.jsonl"],
     ("experiment", "sft"): ["data.train_file=train.json"],
+    ("data", "preference"): ["data.train_file=pairs.json"],
+    ("experiment", "dpo"): ["data.train_file=pairs.json"],
     ("experiment", "continued_pretraining"): ["data.corpus.paths=[README.md]"],
 }
 
