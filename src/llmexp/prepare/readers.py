@@ -143,8 +143,8 @@ def text_documents(lines: Any, doc_prefix: str, options: ReadOptions, skipped: S
         yield from flush()
 
 
-def jsonl_documents(lines: Any, doc_prefix: str, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator[Document]:
-    """One document per row's text field."""
+def jsonl_rows(lines: Any, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator[tuple[int, Any]]:
+    """(byte offset, parsed row) per line; malformed rows and undecodable lines are counted."""
     for offset, line in bounded_lines(lines, options.max_line_bytes, skipped, *byte_range):
         if not line.strip():
             continue
@@ -152,19 +152,16 @@ def jsonl_documents(lines: Any, doc_prefix: str, options: ReadOptions, skipped: 
         if raw is None:
             continue
         try:
-            row = json.loads(raw)
+            yield offset, json.loads(raw)
         except json.JSONDecodeError as err:
             skipped.add("malformed_json", example=f"row at byte {offset:,}: {err.msg}")
-            continue
-        if (text := row_text(row, options.text_field, options.max_line_bytes, skipped)) is not None:
-            yield Document(f"{doc_prefix}:{offset}", text)
 
 
-def array_documents(handle: BinaryIO, doc_prefix: str, options: ReadOptions, skipped: Skipped) -> Iterator[Document]:
-    """One document per item of a .json array."""
-    for offset, row in json_array_items(handle, options.max_line_bytes, skipped):
-        if (text := row_text(row, options.text_field, options.max_line_bytes, skipped)) is not None:
-            yield Document(f"{doc_prefix}:{offset}", text)
+def json_rows(handle: BinaryIO, head: bytes, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator:
+    """(offset, row) of a .json file: the items of its array, or one row per line."""
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return json_array_items(handle, options.max_line_bytes, skipped)
+    return jsonl_rows(handle, options, skipped, byte_range)
 
 
 def parquet_documents(path: Path, doc_prefix: str, options: ReadOptions, skipped: Skipped) -> Iterator[Document]:
@@ -205,12 +202,16 @@ def file_documents(
     try:
         with open_binary(path) as handle:
             lines = handle if encoding == "utf-8" else Utf8Lines(handle, encoding)
-            if fmt == "json" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-                yield from array_documents(handle, doc_prefix, options, skipped)
-            elif fmt in ("json", "jsonl"):
-                yield from jsonl_documents(lines, doc_prefix, options, skipped, byte_range)
-            else:
+            if fmt == "txt":
                 yield from text_documents(lines, doc_prefix, options, skipped, byte_range)
+            else:
+                if fmt == "json":  # a UTF-16/32 file starts with its byte-order mark: read as rows by line
+                    rows = json_rows(lines, head, options, skipped, byte_range)
+                else:
+                    rows = jsonl_rows(lines, options, skipped, byte_range)
+                for offset, row in rows:
+                    if (text := row_text(row, options.text_field, options.max_line_bytes, skipped)) is not None:
+                        yield Document(f"{doc_prefix}:{offset}", text)
             if was_truncated(handle):
                 skipped.add("truncated_file", example=f"{path.name}: cut short or corrupt; what came before is kept")
     except READ_ERRORS as err:
