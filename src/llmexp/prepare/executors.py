@@ -133,14 +133,15 @@ class SlurmExecutor:
             time.sleep(self.poll_s)
 
     def _raise_errors(self, stage: str, submitted: dict[int, Any], n: int) -> None:
-        """A task that raised stops the run with its error's last line (a retry would fail the same way)."""
-        from submitit.core.utils import FailedJobError, UncompletedJobError
+        """A task that raised stops the run with its error's last line (a retry would fail the same way). Only
+        tasks that returned are asked: submitit's result() would wait forever on one that SLURM killed."""
+        from submitit.core.utils import FailedJobError
 
         for i, job in submitted.items():
+            if not job.paths.result_pickle.exists():
+                continue
             try:
                 job.result()
-            except UncompletedJobError:
-                continue
             except FailedJobError as err:
                 last = next((line for line in reversed(str(err).splitlines()) if line.strip()), "failed")
                 raise DataError(f"{stage}: SLURM task {i} of {n} failed: {last.strip()} (log: {job.paths.stderr})")

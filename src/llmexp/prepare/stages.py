@@ -104,6 +104,14 @@ def _schema(num_perm: int) -> pa.Schema:
     )
 
 
+def _signatures(signatures: list[np.ndarray], kind: pa.DataType) -> pa.Array:
+    """One list array from the signatures' flat values (a list of numpy arrays would make pyarrow import pandas)."""
+    flat = pa.array(np.concatenate(signatures) if signatures else np.zeros(0, np.uint32), type=pa.uint32())
+    if isinstance(kind, pa.FixedSizeListType):
+        return pa.FixedSizeListArray.from_arrays(flat, kind.list_size)
+    return pa.ListArray.from_arrays(pa.array(np.zeros(len(signatures) + 1, np.int32)), flat)
+
+
 @dataclass
 class CleanJob:
     """Read one unit; clean, redact, hash and sign its documents -> <unit>.arrow (+ .stats.json)."""
@@ -151,7 +159,8 @@ class CleanJob:
 
             def flush() -> None:
                 if rows["doc_id"]:
-                    arrays = [pa.array(rows[n], type=schema.field(n).type) for n in schema.names]
+                    arrays = [pa.array(rows[n], type=schema.field(n).type) for n in ("doc_id", "text", "digest")]
+                    arrays.append(_signatures(rows["signature"], schema.field("signature").type))
                     writer.write_batch(pa.record_batch(arrays, schema))
                     for column in rows.values():
                         column.clear()
