@@ -150,6 +150,16 @@ def test_a_json_file_is_read_as_an_array(tmp_path):
     assert skipped == Counter(oversized_line=1, missing_text_field=2)
 
 
+def test_a_malformed_array_item_costs_only_itself_at_any_chunk_size(tmp_path, monkeypatch):
+    import llmexp.prepare.json_arrays as json_arrays
+
+    (tmp_path / "rows.json").write_text('[{"text": "a \\"q\\" ]}"}, {"text": bad}, {"text": "c"}, 7]')
+    for chunk in (1 << 20, 3):
+        monkeypatch.setattr(json_arrays, "READ_CHUNK", chunk)
+        texts, skipped = read_all(FileSource([str(tmp_path)]))
+        assert texts == ['a "q" ]}', "c"] and skipped == Counter(malformed_json=1, missing_text_field=1)
+
+
 def test_a_missing_text_field_is_named_with_the_fields_a_row_has(tmp_path):
     (tmp_path / "alpaca.json").write_text(json.dumps([{"instruction": "i", "input": "", "output": "o"}] * 3))
     source = FileSource([str(tmp_path)])

@@ -38,7 +38,7 @@ def ngram_hashes(text: str, n: int) -> np.ndarray:
     words = _WORD_RE.findall(text.lower())
     if len(words) < n:
         return np.zeros(0, dtype=np.uint64)
-    ids = np.fromiter((xxhash.xxh64_intdigest(w) for w in words), dtype=np.uint64, count=len(words))
+    ids = np.fromiter((xxhash.xxh64_intdigest(w.encode("utf-8")) for w in words), dtype=np.uint64, count=len(words))
     count = len(ids) - n + 1
     h = np.zeros(count, dtype=np.uint64)
     with np.errstate(over="ignore"):
