@@ -3,6 +3,7 @@ fertility per source, and why documents were dropped, with examples."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -41,7 +42,7 @@ def all_texts(out: Path) -> list[str]:
     tokenizer, texts = data.tokenizer(), []
     for i, shard in enumerate(data.shards("train")):
         offsets = data.document_offsets("train", i)
-        texts += [tokenizer.decode(shard[a : b - 1]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        texts += [tokenizer.decode(shard[a : b - 1]) for a, b in itertools.pairwise(offsets)]
     return texts
 
 
@@ -50,7 +51,9 @@ def test_benchmark_overlap_is_reported_per_benchmark_and_dropped_on_request(tmp_
     bench = tmp_path / "benchmarks"
     (bench / "arc").mkdir(parents=True)
     questions = [prose(rng, 30) for _ in range(4)]
-    (bench / "gsm8k_test.jsonl").write_text("".join(json.dumps({"question": q, "answer": "#### 4"}) + "\n" for q in questions))
+    (bench / "gsm8k_test.jsonl").write_text(
+        "".join(json.dumps({"question": q, "answer": "#### 4"}) + "\n" for q in questions)
+    )
     stem, choice = prose(rng, 8), prose(rng, 8)  # 16 words only together: a row's strings count as one text
     arc = {"id": "x", "question": {"stem": stem, "choices": [{"text": choice, "label": "A"}]}}
     (bench / "arc" / "ARC-Easy-Test.jsonl").write_text(json.dumps(arc) + "\n")
@@ -61,7 +64,9 @@ def test_benchmark_overlap_is_reported_per_benchmark_and_dropped_on_request(tmp_
     (tmp_path / "c").mkdir()
     write_jsonl(tmp_path / "c" / "docs.jsonl", docs[3:] + planted + [f"{prose(rng, 60)} {short}"])
 
-    found = preparation(FileSource([str(tmp_path / "c")]), tmp_path / "a", DecontamConfig(benchmarks_dir=str(bench))).run()
+    found = preparation(
+        FileSource([str(tmp_path / "c")]), tmp_path / "a", DecontamConfig(benchmarks_dir=str(bench))
+    ).run()
     report = found["counts"]["decontamination"]
     assert {name: b["documents_hit"] for name, b in report["benchmarks"].items()} == {"arc": 1, "gsm8k_test": 2}
     assert report["dropped"] == 0 and found["splits"]["train"]["documents"] == 31
@@ -89,18 +94,30 @@ def test_datacard_reports_fertility_per_source_and_why_documents_were_dropped(tm
     code = [f"def f{i}(x):\n    return x * {i} + {i + 1}\n" * 8 for i in range(10)]
     write_jsonl(tmp_path / "code" / "d.jsonl", code)
     mixture = Mixture({"prose": FileSource([str(tmp_path / "prose")]), "code": FileSource([str(tmp_path / "code")])})
-    manifest = preparation(mixture, tmp_path / "out", min_words=5, max_duplicate_line_fraction=None,
-                           max_duplicate_line_char_fraction=None, max_top_ngram_char_fraction=None,
-                           min_alpha_word_fraction=None, max_symbol_ratio=None, min_stop_words=None,
-                           min_mean_word_length=None).run()
+    manifest = preparation(
+        mixture,
+        tmp_path / "out",
+        min_words=5,
+        max_duplicate_line_fraction=None,
+        max_duplicate_line_char_fraction=None,
+        max_top_ngram_char_fraction=None,
+        min_alpha_word_fraction=None,
+        max_symbol_ratio=None,
+        min_stop_words=None,
+        min_mean_word_length=None,
+    ).run()
     fertility = manifest["fertility"]
     assert fertility["prose"]["documents"] == 20 and fertility["code"]["documents"] == 10
     for f in fertility.values():
         assert f["chars_per_token"] == round(f["chars"] / f["tokens"], 3) > 1 and f["bytes"] >= f["chars"]
-    assert manifest["examples"]["filtered"] == {"min_words": ["prose:d.jsonl:" + _offset(tmp_path) + ": Too short to keep."]}
+    assert manifest["examples"]["filtered"] == {
+        "min_words": ["prose:d.jsonl:" + _offset(tmp_path) + ": Too short to keep."]
+    }
     assert len(manifest["examples"]["dedup"]["exact"]) == 2
     card = (tmp_path / "out" / "DATACARD.md").read_text()
-    assert "## Tokenizer fertility" in card and re.search(r"\| prose \| 20 \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", card)
+    assert "## Tokenizer fertility" in card and re.search(
+        r"\| prose \| 20 \| [\d,]+ \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", card
+    )
     assert "- `min_words`, for example:" in card and "Too short to keep." in card
     assert "(a copy of prose:d.jsonl:0)" in card
     assert "- `phone`: numbers that libphonenumber finds valid" in card
@@ -116,9 +133,17 @@ def test_gsm8k_questions_planted_in_a_real_book_are_found_among_real_benchmarks(
     write_jsonl(tmp_path / "c" / "book.jsonl", paragraphs[:-3] + planted)
     names = ["gsm8k_test.jsonl", "arc_easy_test_genmc.jsonl", "humaneval_HumanEval.jsonl.gz", "truthfulqa_817.csv"]
     decontam = DecontamConfig(files=[str(shared_data / n) for n in names] + [str(shared_data / "piqa" / "valid.jsonl")])
-    report = preparation(FileSource([str(tmp_path / "c")]), tmp_path / "out", decontam).run()["counts"]["decontamination"]
+    report = preparation(FileSource([str(tmp_path / "c")]), tmp_path / "out", decontam).run()["counts"][
+        "decontamination"
+    ]
     hits = {name: b["documents_hit"] for name, b in report["benchmarks"].items()}
-    assert hits == {"arc_easy_test_genmc": 0, "gsm8k_test": 3, "humaneval_HumanEval": 0, "truthfulqa_817": 0, "valid": 0}
+    assert hits == {
+        "arc_easy_test_genmc": 0,
+        "gsm8k_test": 3,
+        "humaneval_HumanEval": 0,
+        "truthfulqa_817": 0,
+        "valid": 0,
+    }
     assert all(b["rows"] > 150 and b["ngrams"] > 1000 for b in report["benchmarks"].values())
 
 

@@ -90,4 +90,6 @@ def test_nothing_left_to_train_on_names_the_missing_field(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert "no training documents left: 0 read" in err
-    assert "missing_text_field 20 (source.text_field='text' not in a row (its fields: instruction, input, output))" in err
+    assert (
+        "missing_text_field 20 (source.text_field='text' not in a row (its fields: instruction, input, output))" in err
+    )

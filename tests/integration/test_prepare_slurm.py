@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from test_prepare import edit_one_word, prose, write_jsonl
 
 from llmexp.prepare.sources import FileSource
@@ -31,7 +30,7 @@ def corpus(root: Path) -> None:
     rng = random.Random(11)
     docs = [prose(rng, 150) for _ in range(160)]
     for i in range(9):
-        mine = docs[i * 16 : (i + 1) * 16] + [edit_one_word(docs[(i * 7) % 150]), docs[(i * 5) % 150]]
+        mine = [*docs[i * 16 : (i + 1) * 16], edit_one_word(docs[(i * 7) % 150]), docs[(i * 5) % 150]]
         if i == 4:
             mine += [prose(rng, 400) for _ in range(600)]
         write_jsonl(root / f"part{i}.jsonl", mine)
@@ -39,8 +38,12 @@ def corpus(root: Path) -> None:
 
 def running_task(job_name: str) -> str | None:
     """The SLURM job id of task 1 of the array named job_name, while it runs."""
-    shown = subprocess.run(["squeue", "-h", "-r", "-n", job_name, "-t", "R", "-o", "%i %A"], capture_output=True, text=True)
-    return next((job for task, job in (line.split() for line in shown.stdout.splitlines()) if task.endswith("_1")), None)
+    shown = subprocess.run(
+        ["squeue", "-h", "-r", "-n", job_name, "-t", "R", "-o", "%i %A"], capture_output=True, text=True
+    )
+    return next(
+        (job for task, job in (line.split() for line in shown.stdout.splitlines()) if task.endswith("_1")), None
+    )
 
 
 def kill_task(task: str) -> None:
@@ -55,17 +58,38 @@ def test_a_three_task_array_matches_the_local_run_and_a_killed_task_reruns_alone
     (tmp_path / "corpus").mkdir()
     corpus(tmp_path / "corpus")
     name = f"slurmtest-{uuid.uuid4().hex[:8]}"
-    args = [f"source.paths=[{tmp_path / 'corpus'}]", f"name={name}", "tokenizer.vocab_size=300", "progress=false",
-            "pack.shard_tokens=40000", "val_fraction=0.1"]
-    local = subprocess.run([sys.executable, "-m", "llmexp.cli.prepare", *args, "num_workers=0",
-                            f"hydra.run.dir={tmp_path / 'local'}"], capture_output=True, text=True, timeout=600)
+    args = [
+        f"source.paths=[{tmp_path / 'corpus'}]",
+        f"name={name}",
+        "tokenizer.vocab_size=300",
+        "progress=false",
+        "pack.shard_tokens=40000",
+        "val_fraction=0.1",
+    ]
+    local = subprocess.run(
+        [sys.executable, "-m", "llmexp.cli.prepare", *args, "num_workers=0", f"hydra.run.dir={tmp_path / 'local'}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
 
     out = tmp_path / "slurm"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "llmexp.cli.prepare", *args, "executor=slurm", "executor.tasks=3",
-         "executor.mem_gb=1", "executor.poll_s=0.3", f"hydra.run.dir={out}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "llmexp.cli.prepare",
+            *args,
+            "executor=slurm",
+            "executor.tasks=3",
+            "executor.mem_gb=1",
+            "executor.poll_s=0.3",
+            f"hydra.run.dir={out}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     first_of_task1 = FileSource([str(tmp_path / "corpus")]).units()[1].uid
     killed, deadline = None, time.time() + 300

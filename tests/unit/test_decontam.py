@@ -9,8 +9,15 @@ from llmexp.prepare.decontam import DecontamConfig, benchmark_rows, ngram_hashes
 def test_benchmarks_are_the_data_files_under_the_folder_named_by_their_top_entry(tmp_path):
     (tmp_path / "piqa").mkdir()
     (tmp_path / "mmlu" / "test").mkdir(parents=True)
-    for name in ("gsm8k_test.jsonl", "piqa/valid.jsonl", "piqa/valid-labels.lst", "mmlu/test/a_test.csv",
-                 "mmlu/test/b_test.csv", "HumanEval.jsonl.gz", "notes.md"):
+    for name in (
+        "gsm8k_test.jsonl",
+        "piqa/valid.jsonl",
+        "piqa/valid-labels.lst",
+        "mmlu/test/a_test.csv",
+        "mmlu/test/b_test.csv",
+        "HumanEval.jsonl.gz",
+        "notes.md",
+    ):
         (tmp_path / name).write_text("x")
     extra = tmp_path / "mine.parquet"
     found = DecontamConfig(benchmarks_dir=str(tmp_path / "."), files=[str(tmp_path / "gsm8k_test.jsonl")]).benchmarks()
@@ -36,4 +43,4 @@ def test_ngrams_are_lower_cased_word_13_grams():
     words = [f"word{i}" for i in range(13)]
     assert len(ngram_hashes(" ".join(words), 13)) == 1 and len(ngram_hashes(" ".join(words[:12]), 13)) == 0
     assert (ngram_hashes(" ".join(words).upper() + "!", 13) == ngram_hashes(", ".join(words), 13)).all()
-    assert len(ngram_hashes(" ".join(words + ["x"]), 13)) == 2
+    assert len(ngram_hashes(" ".join([*words, "x"]), 13)) == 2

@@ -54,7 +54,9 @@ def scores(docs, verdicts) -> tuple[float, dict[float, tuple[float, int]]]:
     removed = [v is not None for v in verdicts]
     planted = [label != "original" for _, label, _ in docs]
     precision = sum(r and p for r, p in zip(removed, planted, strict=True)) / max(1, sum(removed))
-    near = [(v, true_jaccard(t, docs[i][0])) for (t, label, i), v in zip(docs, verdicts, strict=True) if label == "near"]
+    near = [
+        (v, true_jaccard(t, docs[i][0])) for (t, label, i), v in zip(docs, verdicts, strict=True) if label == "near"
+    ]
     recall = {}
     for low in (0.8, 0.85):
         above = [v for v, j in near if j >= low]
@@ -99,8 +101,10 @@ def test_near_duplicate_recall_and_precision_at_the_threshold(record_property):
     recall = sum(above) / len(above)
     precision = sum(r and j >= 0.8 for r, j in copies) / max(1, sum(removed))
     record_property("near_dup_recall_at_threshold", recall)
-    print(f"\n{len(above)} copies with J >= 0.8 ({sum(0.8 <= j < 0.85 for j in jaccards)} below 0.85): recall "
-          f"{recall:.3f}, precision {precision:.3f}")
+    print(
+        f"\n{len(above)} copies with J >= 0.8 ({sum(0.8 <= j < 0.85 for j in jaccards)} below 0.85): recall "
+        f"{recall:.3f}, precision {precision:.3f}"
+    )
     assert sum(0.8 <= j < 0.85 for j in jaccards) >= 40 and sum(j < 0.8 for j in jaccards) >= 40
     assert not any(removed[: len(jaccards)]), "an original was removed"
     assert recall >= 0.95 and precision >= 0.99

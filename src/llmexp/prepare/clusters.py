@@ -114,7 +114,6 @@ def find_duplicates(texts: list[str], cfg: DedupConfig) -> list[str | None]:
     return verdicts
 
 
-
 REASON_NAMES = ("exact", "near", "contaminated")  # codes 0, 1, 2 in reasons.npy
 SUMMARY = "summary.json"
 

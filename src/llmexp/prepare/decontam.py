@@ -122,8 +122,10 @@ def _stem(name: str) -> str:
 
 
 def fingerprint(benchmarks: dict[str, list[Path]]) -> list:
-    return [(name, [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-            for name, files in sorted(benchmarks.items())]
+    return [
+        (name, [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+        for name, files in sorted(benchmarks.items())
+    ]
 
 
 def build_index(benchmarks: dict[str, list[Path]], n: int, out_dir: Path) -> dict[str, Any]:

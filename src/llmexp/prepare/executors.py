@@ -144,7 +144,9 @@ class SlurmExecutor:
                 job.result()
             except FailedJobError as err:
                 last = next((line for line in reversed(str(err).splitlines()) if line.strip()), "failed")
-                raise DataError(f"{stage}: SLURM task {i} of {n} failed: {last.strip()} (log: {job.paths.stderr})")
+                raise DataError(
+                    f"{stage}: SLURM task {i} of {n} failed: {last.strip()} (log: {job.paths.stderr})"
+                ) from None
 
     def run(self, stage: str, jobs: Sequence[Job], markers: Path) -> None:
         n = min(self.parallelism, len(jobs))
@@ -155,12 +157,21 @@ class SlurmExecutor:
             if not todo:
                 return
             if attempt:
-                log.warning("%s: task(s) %s of %d ended unfinished (killed, out of time or lost); resubmitting "
-                            "each alone (retry %d of %d)", stage, todo, n, attempt, self.max_retries)
+                log.warning(
+                    "%s: task(s) %s of %d ended unfinished (killed, out of time or lost); resubmitting "
+                    "each alone (retry %d of %d)",
+                    stage,
+                    todo,
+                    n,
+                    attempt,
+                    self.max_retries,
+                )
             submitted = self._submit(stage, {i: groups[i] for i in todo}, marker)
             self._wait(submitted)
             self._raise_errors(stage, submitted, n)
             todo = [i for i in todo if not marker[i].exists()]
         if todo:
-            raise DataError(f"{stage}: SLURM task(s) {todo} of {n} did not finish in {self.max_retries + 1} tries; "
-                            f"see the logs in {self.folder / stage}")
+            raise DataError(
+                f"{stage}: SLURM task(s) {todo} of {n} did not finish in {self.max_retries + 1} tries; "
+                f"see the logs in {self.folder / stage}"
+            )

@@ -89,8 +89,11 @@ def fertility(parts: Parts, sources: list[Any]) -> dict[str, Any]:
     for source in sources:
         t = totals[source.label]
         per = {k: round(t[k] / t["tokens"], 3) if t["tokens"] else None for k in ("chars", "bytes")}
-        result[source.label] = {**{k: t[k] for k in ("documents", "chars", "bytes", "tokens")},
-                                "chars_per_token": per["chars"], "bytes_per_token": per["bytes"]}
+        result[source.label] = {
+            **{k: t[k] for k in ("documents", "chars", "bytes", "tokens")},
+            "chars_per_token": per["chars"],
+            "bytes_per_token": per["bytes"],
+        }
     return result
 
 
@@ -119,26 +122,38 @@ def decontamination(prep: Any, parts: Parts) -> dict[str, Any] | None:
     }
 
 
-def build(prep: Any, parts: Parts, tokenizer: Tokenizer) -> dict[str, Any]:
-    kept_by_source: Counter = Counter()
+def _sources(prep: Any, parts: Parts) -> list[dict[str, Any]]:
+    kept: Counter = Counter()
     for plan, stem in zip(parts.plans, parts.stems, strict=True):
-        kept_by_source[plan.source.label] += json.loads(Path(stem + ".json").read_text())["documents"]
+        kept[plan.source.label] += json.loads(Path(stem + ".json").read_text())["documents"]
     sources = []
     for source in prep.sources:
         mine = [p for p in parts.plans if p.source is source]
-        sources.append({
-            **source.describe(),
-            "units": len(mine),
-            "input_bytes": sum(p.unit.size_bytes for p in mine),
-            "documents_kept": kept_by_source[source.label],
-            "inputs": [{"key": p.unit.key, "bytes": p.unit.size_bytes} for p in mine[:1000]],
-        })
+        sources.append(
+            {
+                **source.describe(),
+                "units": len(mine),
+                "input_bytes": sum(p.unit.size_bytes for p in mine),
+                "documents_kept": kept[source.label],
+                "inputs": [{"key": p.unit.key, "bytes": p.unit.size_bytes} for p in mine[:1000]],
+            }
+        )
+    return sources
+
+
+def build(prep: Any, parts: Parts, tokenizer: Tokenizer) -> dict[str, Any]:
     stats = parts.stats
-    counts = {k: (dict(sorted(v.items())) if k in STAT_GROUPS else v) for k, v in stats.items()
-              if k not in ("examples", "skipped_inputs")}
+    counts = {
+        k: (dict(sorted(v.items())) if k in STAT_GROUPS else v)
+        for k, v in stats.items()
+        if k not in ("examples", "skipped_inputs")
+    }
     removed = parts.decision["removed"]
-    dedup = {"exact": removed["exact"], "near": removed["near"],
-             "kept": stats["documents_out"] - removed["exact"] - removed["near"]}
+    dedup = {
+        "exact": removed["exact"],
+        "near": removed["near"],
+        "kept": stats["documents_out"] - removed["exact"] - removed["near"],
+    }
     if prep.dedup.bands_rows is not None:
         dedup["lsh_bands"], dedup["lsh_rows"] = prep.dedup.bands_rows
     return {
@@ -151,15 +166,20 @@ def build(prep: Any, parts: Parts, tokenizer: Tokenizer) -> dict[str, Any]:
         "vocab_size": tokenizer.vocab_size,
         "tokenizer": {"file": TOKENIZER, "sha256": tokenizer.sha256(), "kind": prep.spec.kind},
         "val_fraction": prep.val_fraction,
-        "sources": sources,
+        "sources": _sources(prep, parts),
         "counts": {**counts, "dedup": dedup, "decontamination": decontamination(prep, parts)},
         "skipped_inputs": stats["skipped_inputs"],
         "fertility": fertility(parts, prep.sources),
         "examples": {"filtered": stats.get("examples", {}), "dedup": parts.decision["examples"]},
         "pii_detectors": {t: d for t, d in DETECTORS.items() if prep.pii is not None and t in prep.pii.types},
         "splits": parts.splits,
-        "run": {"seconds": round(parts.seconds, 2), "units": len(parts.plans), "reused": dict(prep.reused),
-                "executor": type(prep.executor).__name__, "parallelism": prep.executor.parallelism},
+        "run": {
+            "seconds": round(parts.seconds, 2),
+            "units": len(parts.plans),
+            "reused": dict(prep.reused),
+            "executor": type(prep.executor).__name__,
+            "parallelism": prep.executor.parallelism,
+        },
         "config": prep.config,
     }
 

@@ -3,6 +3,7 @@ tokenised units into shards (one job per shard, in any order, anywhere: each com
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ class TrainTokenizerJob:
                 yield from table.column("text").take(train[start : start + 1024]).to_pylist()
 
     def run(self) -> None:
-        log.info("training the %s tokenizer (vocab %d) on the kept training documents", self.spec.kind, self.spec.vocab_size)
+        log.info(
+            "training the %s tokenizer (vocab %d) on the kept training documents", self.spec.kind, self.spec.vocab_size
+        )
         tokenizer = self.spec.train(self._texts())
         atomic_write_bytes(Path(self.path), tokenizer.to_str().encode("utf-8"))
         atomic_write_bytes(Path(self.key_path), self.key.encode())
@@ -84,7 +87,7 @@ def shard_bounds(order: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
         return []
     cut = np.flatnonzero(np.diff(np.cumsum(order[:, 2]) // shard_tokens, prepend=0)) + 1
     bounds = [0, *[int(c) for c in cut if c < len(order)], len(order)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def load_docs(stems: list[str]) -> list[np.ndarray]:
@@ -116,7 +119,9 @@ class PackJob:
 
     def done(self) -> bool:
         tokens = json.loads(self.record_path.read_text())["tokens"] if self.record_path.exists() else -1
-        return tokens >= 0 and shard_complete(Path(self.directory), shard_stem(self.split, self.index), tokens, np.dtype(self.dtype))
+        return tokens >= 0 and shard_complete(
+            Path(self.directory), shard_stem(self.split, self.index), tokens, np.dtype(self.dtype)
+        )
 
     def run(self) -> None:
         docs = load_docs(self.stems)

@@ -61,9 +61,7 @@ _KEY_NAME = (
     r"|client[_-]?secret|private[_-]?key|password|passwd|pwd|passphrase|token|credentials?)"
 )
 # A key name that ends in one of the words above, after any prefix (AWS_SECRET_ACCESS_KEY, db.password, myApiKey).
-_ASSIGNMENT_RE = re.compile(
-    rf"(?i)(?<![\w.-])([\w.-]*?{_KEY_NAME}([\"']?)\s*[:=]\s*)([\"']?)([^\s\"'`<>,;]{{8,}})"
-)
+_ASSIGNMENT_RE = re.compile(rf"(?i)(?<![\w.-])([\w.-]*?{_KEY_NAME}([\"']?)\s*[:=]\s*)([\"']?)([^\s\"'`<>,;]{{8,}})")
 _EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")

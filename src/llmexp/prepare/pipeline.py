@@ -30,7 +30,7 @@ from filelock import FileLock
 
 from llmexp.data.prepared import SPLITS, token_dtype
 from llmexp.data.shards import DATACARD, MANIFEST, SHARDS_DIR, TOKENIZER
-from llmexp.errors import ConfigError, DataError
+from llmexp.errors import ConfigError
 from llmexp.prepare import datacard, manifest
 from llmexp.prepare.cleaning import CleanConfig
 from llmexp.prepare.clusters import SUMMARY, ClusterJob, DecideJob
@@ -193,8 +193,16 @@ class Preparation:
         stems = [str(directory / p.unit.uid) for p in plans]
         jobs = [
             TokenizeJob(
-                str(p.clean_path), p.index, str(decision), str(self.out / TOKENIZER), dtype, self.pack.batch_docs,
-                stem, self.val_fraction, p.source.weight, self.seed,
+                str(p.clean_path),
+                p.index,
+                str(decision),
+                str(self.out / TOKENIZER),
+                dtype,
+                self.pack.batch_docs,
+                stem,
+                self.val_fraction,
+                p.source.weight,
+                self.seed,
             )
             for p, stem in zip(plans, stems, strict=True)
         ]

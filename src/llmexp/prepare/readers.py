@@ -111,7 +111,9 @@ def row_text(row: Any, field: str, max_bytes: int, skipped: Skipped) -> str | No
     return None
 
 
-def text_documents(lines: Any, doc_prefix: str, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator[Document]:
+def text_documents(
+    lines: Any, doc_prefix: str, options: ReadOptions, skipped: Skipped, byte_range: tuple
+) -> Iterator[Document]:
     """Text cut at line ends into documents of about `chunk_chars` ('chunk'; 0 = the whole file) or one per
     blank-line-separated paragraph ('paragraph'). Invalid UTF-8 costs only its line (see streams.decode)."""
     held: list[bytes] = []

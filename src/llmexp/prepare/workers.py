@@ -24,7 +24,6 @@ from tqdm.auto import tqdm
 
 from llmexp.errors import ConfigError
 
-
 PR_SET_PDEATHSIG = 1
 
 
