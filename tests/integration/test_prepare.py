@@ -179,10 +179,12 @@ def test_killed_prepare_resumes_to_byte_identical_shards(tmp_path):
     assert _shard_bytes(out) == _shard_bytes(tmp_path / "clean")
 
 
-def _preparation(source, out: Path, tokenizer: TokenizerSpec | None = None, **kwargs) -> Preparation:
+def _preparation(
+    source, out: Path, tokenizer: TokenizerSpec | None = None, clean: CleanConfig | None = None, **kwargs
+) -> Preparation:
     return Preparation(
         source=source,
-        clean=CleanConfig(min_words=None, max_duplicate_ngram_char_fraction=None),
+        clean=clean or CleanConfig(min_words=None, max_duplicate_ngram_char_fraction=None),
         pii=PIIConfig(),
         dedup=DedupConfig(),
         tokenizer=tokenizer or TokenizerSpec(vocab_size=300),

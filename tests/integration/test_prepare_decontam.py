@@ -9,32 +9,19 @@ import random
 import re
 from pathlib import Path
 
-from test_prepare import prose, write_jsonl
+from test_prepare import _preparation, prose, write_jsonl
 
 from llmexp.data.shards import load_prepared
 from llmexp.prepare.cleaning import CleanConfig
 from llmexp.prepare.decontam import DecontamConfig
-from llmexp.prepare.dedup import DedupConfig
-from llmexp.prepare.pii import PIIConfig
-from llmexp.prepare.pipeline import PackConfig, Preparation
+from llmexp.prepare.pipeline import Preparation
 from llmexp.prepare.sources import FileSource, Mixture
-from llmexp.tokenizer import TokenizerSpec
 
 
 def preparation(source, out: Path, decontam: DecontamConfig | None = None, **clean) -> Preparation:
-    return Preparation(
-        source=source,
-        clean=CleanConfig(min_words=clean.pop("min_words", None), max_duplicate_ngram_char_fraction=None, **clean),
-        pii=PIIConfig(),
-        dedup=DedupConfig(),
-        tokenizer=TokenizerSpec(vocab_size=300),
-        pack=PackConfig(),
-        output_dir=out,
-        progress=False,
-        num_workers=0,
-        val_fraction=0.0,
-        decontam=decontam,
-    )
+    """No document filter but those given; every document in the train split."""
+    filters = CleanConfig(min_words=clean.pop("min_words", None), max_duplicate_ngram_char_fraction=None, **clean)
+    return _preparation(source, out, clean=filters, decontam=decontam, val_fraction=0.0)
 
 
 def all_texts(out: Path) -> list[str]:

@@ -7,22 +7,10 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from test_prepare import prose, write_jsonl
-
-
-def _cli(*args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "llmexp.cli.prepare", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
+from test_prepare import _cli, prose, write_jsonl
 
 
 def children(pid: int) -> list[int]:

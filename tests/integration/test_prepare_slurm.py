@@ -4,6 +4,7 @@ killed mid-way is resubmitted alone."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -12,16 +13,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_prepare import edit_one_word, prose, write_jsonl
+from test_prepare import _shard_bytes, edit_one_word, prose, write_jsonl
 
 from llmexp.prepare.sources import FileSource
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-
-
-def shard_bytes(root: Path) -> dict[str, bytes]:
-    files = sorted((root / "shards").glob("*-*.*"))
-    return {f.name: f.read_bytes() for f in files} | {"tokenizer.json": (root / "tokenizer.json").read_bytes()}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def corpus(root: Path) -> None:
@@ -75,13 +72,11 @@ def test_a_three_task_array_matches_the_local_run_and_a_killed_task_reruns_alone
     assert local.returncode == 0, local.stderr[-3000:]
 
     out = tmp_path / "slurm"
-    driver = subprocess.Popen(
+    driver = subprocess.Popen(  # the driver through the job script, run directly (it holds no CPU of the node)
         [
-            sys.executable,
-            "-m",
-            "llmexp.cli.prepare",
+            "bash",
+            str(REPO / "slurm" / "prepare.sbatch"),
             *args,
-            "executor=slurm",
             "executor.tasks=3",
             "executor.mem_gb=1",
             "executor.poll_s=0.3",
@@ -90,6 +85,7 @@ def test_a_three_task_array_matches_the_local_run_and_a_killed_task_reruns_alone
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "LLMEXP_PREPARE": f"{sys.executable} -m llmexp.cli.prepare"},
     )
     first_of_task1 = FileSource([str(tmp_path / "corpus")]).units()[1].uid
     killed, deadline = None, time.time() + 300
@@ -102,8 +98,9 @@ def test_a_three_task_array_matches_the_local_run_and_a_killed_task_reruns_alone
     logged, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err[-3000:]
     assert killed is not None, "task 1 of the read stage was not caught running"
+    assert logged.startswith("llmexp: prepare driver")
     assert "read: task(s) [1] of 3 ended unfinished" in logged and "resubmitting each alone" in logged, logged[-3000:]
     assert len(list((out / "work" / "slurm" / "read").glob("*_submission.sh"))) == 2  # the array, then task 1 alone
-    assert shard_bytes(out) == shard_bytes(tmp_path / "local")
+    assert _shard_bytes(out) == _shard_bytes(tmp_path / "local")
     assert len(list((out / "shards").glob("train-*.bin"))) > 1
     assert not list(out.rglob(".*.tmp*"))
