@@ -54,7 +54,7 @@ KEPT = [
     "the password: Enter it twice; token: Environment",  # plain words after a key name are prose
     "tokenizer = BertTokenizerFast",
     "we met in 2020 2021 2022 and again",
-    "serial 123456789012 and part 98765432101",
+    "serial 1234 5678 9012 and 123456789012, part 98765432101",
     "running version 1.2.3.4 since release 10.0.0.1",
     "IBAN-like GB82 WEST 1234 5698 7654 33 fails mod 97",
     "SSN-like 000-12-3456 and 666-12-3456 were never issued",
