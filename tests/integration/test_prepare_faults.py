@@ -3,6 +3,7 @@ leave no temporary file after the rerun), and bad input that leaves nothing to t
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -10,7 +11,12 @@ import signal
 import time
 from pathlib import Path
 
-from test_prepare import _cli, prose, write_jsonl
+import pytest
+from test_prepare import _cli, _preparation, prose, write_jsonl
+
+from llmexp.errors import DataError
+from llmexp.prepare.manifest import page_skipped_inputs
+from llmexp.prepare.sources import FileSource
 
 
 def children(pid: int) -> list[int]:
@@ -81,3 +87,19 @@ def test_nothing_left_to_train_on_names_the_missing_field(tmp_path):
     assert (
         "missing_text_field 20 (source.text_field='text' not in a row (its fields: instruction, input, output))" in err
     )
+
+
+def test_a_val_split_that_takes_every_document_is_one_clear_error(tmp_path):
+    (tmp_path / "c").mkdir()
+    write_jsonl(tmp_path / "c" / "d.jsonl", [prose(random.Random(8), 60) for _ in range(3)])
+    with pytest.raises(DataError, match="every kept document fell in the val split"):
+        _preparation(FileSource([str(tmp_path / "c")]), tmp_path / "out", val_fraction=0.999999).run()
+
+
+def test_a_long_list_of_skipped_inputs_is_paged_into_a_gzipped_file(tmp_path):
+    entries = [{"input": f"files:f{i}.txt", "reason": "binary_file", "count": 1} for i in range(1500)]
+    manifest = {"skipped_inputs": list(entries)}
+    page_skipped_inputs(tmp_path, manifest)
+    assert manifest["skipped_inputs"]["total"] == 1500 and len(manifest["skipped_inputs"]["first"]) == 1000
+    with gzip.open(tmp_path / manifest["skipped_inputs"]["all_in"], "rt") as handle:
+        assert [json.loads(line) for line in handle] == entries

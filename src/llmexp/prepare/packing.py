@@ -15,7 +15,7 @@ import numpy as np
 from llmexp.data.corpus import split_of
 from llmexp.data.prepared import SPLITS
 from llmexp.data.shards import shard_stem
-from llmexp.errors import ConfigError
+from llmexp.errors import ConfigError, DataError
 from llmexp.prepare.shard_writer import atomic_write_bytes, shard_complete, write_shard
 from llmexp.prepare.stages import kept_rows, read_unit_table
 from llmexp.tokenizer import TokenizerSpec
@@ -51,20 +51,33 @@ class TrainTokenizerJob:
         key_path = Path(self.key_path)
         return Path(self.path).exists() and key_path.exists() and key_path.read_text() == self.key
 
-    def _texts(self) -> Any:
+    def _train_rows(self) -> list[list[int]]:
+        """Per unit, the rows of its kept documents that fall in the train split."""
+        rows = []
         for unit, path in enumerate(self.clean_paths):
-            table = read_unit_table(path, ["doc_id", "text"])
+            table = read_unit_table(path, ["doc_id"])
             kept = np.flatnonzero(kept_rows(self.decision_dir, unit, table.num_rows))
             ids = table.column("doc_id").take(kept).to_pylist()
-            train = [int(k) for k, d in zip(kept, ids, strict=True) if split_of(d, self.val_fraction) == "train"]
-            for start in range(0, len(train), 1024):
-                yield from table.column("text").take(train[start : start + 1024]).to_pylist()
+            rows.append([int(k) for k, d in zip(kept, ids, strict=True) if split_of(d, self.val_fraction) == "train"])
+        return rows
+
+    def _texts(self, rows: list[list[int]]) -> Any:
+        for path, mine in zip(self.clean_paths, rows, strict=True):
+            texts = read_unit_table(path, ["text"]).column("text")
+            for start in range(0, len(mine), 1024):
+                yield from texts.take(mine[start : start + 1024]).to_pylist()
 
     def run(self) -> None:
+        rows = self._train_rows()
+        if not any(rows):
+            raise DataError(
+                f"no training documents left: every kept document fell in the val split (val_fraction="
+                f"{self.val_fraction}); lower val_fraction or give more data"
+            )
         log.info(
             "training the %s tokenizer (vocab %d) on the kept training documents", self.spec.kind, self.spec.vocab_size
         )
-        tokenizer = self.spec.train(self._texts())
+        tokenizer = self.spec.train(self._texts(rows))
         atomic_write_bytes(Path(self.path), tokenizer.to_str().encode("utf-8"))
         atomic_write_bytes(Path(self.key_path), self.key.encode())
 
