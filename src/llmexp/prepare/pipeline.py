@@ -95,6 +95,7 @@ class Preparation:
         self.val_fraction, self.seed, self.keep_work, self.config = val_fraction, seed, keep_work, config
         self.executor = executor or LocalExecutor(num_workers, progress)
         self.reused: dict[str, int] = {}
+        self.hits_key, self.index_dir = "", None  # set by prepare_decontam when decontamination is on
         near = dedup.near
         signing = (near.enabled, near.num_perm, near.shingle_size, near.seed) if near.enabled else None
         reading = [{k: v for k, v in s.describe().items() if k != "weight"} for s in self.sources]
@@ -125,12 +126,12 @@ class Preparation:
 
     def prepare_decontam(self) -> dict[str, Any]:
         """The benchmark n-gram index (built once per set of benchmark files); the report of what it holds."""
-        self.hits_key, self.index_dir = "", None
         if not self.decontam.enabled:
             return {}
         benchmarks = self.decontam.benchmarks()
         index_key = _key(self.decontam.ngram, fingerprint(benchmarks))
-        self.hits_key, self.index_dir = _key(self.clean_key, index_key), self._dir(f"decontam-{index_key}")
+        self.hits_key = _key(self.clean_key, index_key)
+        self.index_dir: Path | None = self._dir(f"decontam-{index_key}")
         self._dir(f"hits-{self.hits_key}")
         names = self.index_dir / "benchmarks.json"
         if names.exists():
