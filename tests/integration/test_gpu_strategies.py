@@ -64,10 +64,11 @@ def test_sharded_strategy_trains_resumes_and_consolidates(strategy, extra, tmp_p
     assert first["step"] == STOP
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert last.is_dir()  # sharded: one folder, a shard per rank
-    resumed = train_cli(tmp_path / "b", cache_dir, *common, f"ckpt_path={last}")
+    # A checkpoint inside a run folder continues that run, in that folder (llmexp.config.resume).
+    resumed = train_cli(tmp_path / "a", cache_dir, *common, f"ckpt_path={last}", "~callbacks.stop")
     assert resumed["step"] == STEPS and resumed["val/loss"] < first["val/loss"] + 0.05
 
-    model, tokenizer, meta = load_for_inference(consolidate(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    model, tokenizer, meta = load_for_inference(consolidate(tmp_path / "a" / "checkpoints" / "last.ckpt"))
     assert meta["model_config"]["n_embd"] == model.config.n_embd
     assert model(torch.tensor([tokenizer.encode("for x in")])).isfinite().all()
 

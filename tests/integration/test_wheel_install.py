@@ -9,6 +9,7 @@ import site
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def test_a_wheel_install_runs_the_smoke_experiment_from_another_folder(tmp_path)
     ]
     subprocess.run(build, check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("llmexp-*.whl")
+    assert "llmexp-lm-eval.pth" in zipfile.ZipFile(wheel).namelist()  # `lm_eval --model llmexp` (setup.py)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -105,3 +105,45 @@ def test_acc_norm_divides_by_answer_characters_not_tokens():
 
 def test_ties_go_to_the_first_choice_like_numpy_argmax():
     assert choice_predictions([-1.0, -1.0], ["xy", "xy"]) == (0, 0)
+
+
+def test_token_f1_equals_hand_counted_overlap():
+    # "the cat sat down" vs "a cat sat": articles dropped -> [cat, sat, down] vs [cat, sat]: P=2/3, R=1, F1=0.8.
+    assert metrics.token_f1(["The cat sat down."], ["a cat sat"]) == pytest.approx([0.8])
+    # Best over references; no overlap scores 0; two empty answers agree.
+    assert metrics.token_f1(["blue sky", "red", ""], [["green", "sky blue"], "blue", "the"]) == [1.0, 0.0, 1.0]
+    # Repeated words count as often as both sides have them: [x, x, y] vs [x, y, y] -> 2 common, F1 = 2/3.
+    assert metrics.token_f1(["x x y"], ["x y y"]) == pytest.approx([2 / 3])
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("so the answer is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+        ("\\boxed{2} then \\boxed{\\sqrt{x^{2}}}", "\\sqrt{x^{2}}"),  # the last box, nested braces kept
+        ("\\boxed 7$", "7"),
+        ("\\fbox{x = 3}", "3"),
+        ("First 3 steps, so x = -4 meters", "-4"),  # no box: the last number
+        ("It costs 1,250 dollars, i.e. $1250.", "1250"),
+        ("\\boxed{\\left( 3, \\tfrac{1}{2} \\right)}", "(3,\\frac{1}{2})"),
+        ("\\boxed{50\\%}", "50"),
+        ("\\boxed{90^\\circ}", "90"),
+        ("\\boxed{.5}", "0.5"),
+        ("\\boxed{3/4}", "\\frac{3}{4}"),
+        ("\\boxed{\\frac34}", "\\frac{3}{4}"),
+        ("\\boxed{5.00}", "5"),
+        ("\\boxed{12 \\text{ cm}}", "12"),
+        ("no number here", "nonumberhere"),
+    ],
+)
+def test_math_answer_extraction(text, answer):
+    from llmexp.evaluation.answers import math_answer
+
+    assert math_answer(text) == answer
+
+
+def test_gsm8k_takes_the_last_number():
+    from llmexp.evaluation.answers import last_number
+
+    assert last_number("So she has 5 apples, then 1,234.") == "1234"
+    assert last_number("-3.5 degrees") == "-3.5"

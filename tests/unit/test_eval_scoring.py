@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from llmexp.evaluation.benchmarks import MCExample
-from llmexp.evaluation.multiple_choice import evaluate_multiple_choice, fewshot_context
+from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
 from llmexp.evaluation.scoring import LogLikelihoodScorer, text_perplexity
 from llmexp.models.gpt import GPTConfig
 from llmexp.tokenizer import Tokenizer
@@ -113,35 +113,21 @@ def test_multiple_choice_accuracy_equals_per_item_argmax(tokenizer, model):
         normed = [ll / len(c) for ll, c in zip(lls, ex.choices, strict=True)]
         acc_norm += max(range(len(lls)), key=lambda i: (normed[i], -i)) == ex.gold
     got = evaluate_multiple_choice(scorer, examples)
-    assert got["acc"] == pytest.approx(acc / len(examples))
-    assert got["acc_norm"] == pytest.approx(acc_norm / len(examples))
-    assert got["n"] == 4
-
-
-def test_fewshot_context_is_solved_examples_then_the_query():
-    import random
-
-    pool = [MCExample(f"Q{i}:", [f"a{i}", f"b{i}"], i % 2) for i in range(4)]
-    target = MCExample("Target:", ["x", "y"], 0, description="About things.\n\n")
-    context = fewshot_context(target, pool, 2, random.Random(0))
-    assert context.startswith("About things.\n\n") and context.endswith("\n\nTarget:")
-    shots = context[len("About things.\n\n") : -len("\n\nTarget:")].split("\n\n")
-    assert len(shots) == 2
-    for shot in shots:
-        index = int(shot[1])
-        assert shot == f"Q{index}: {pool[index].choices[pool[index].gold]}"
-
-
-def test_fewshot_never_uses_the_example_itself():
-    import random
-
-    pool = [MCExample(f"Q{i}:", ["a", "b"], 0) for i in range(3)]
-    for _ in range(20):
-        context = fewshot_context(pool[1], pool, 2, random.Random(), exclude=1)
-        assert context.count("Q1:") == 1
+    assert got.scores["acc"] == pytest.approx(acc / len(examples))
+    assert got.scores["acc_norm"] == pytest.approx(acc_norm / len(examples))
+    assert got.scores["n"] == 4
+    # One record per item: its prompt, every choice's log-likelihood, the prediction and whether it was right.
+    record = got.samples[2]
+    assert record["prompt"] == "Question: cat says?\nAnswer:" and record["choices"] == ["meow", "woof woof", "moo"]
+    assert record["loglikelihoods"] == pytest.approx(
+        [direct_loglikelihood(model, *scorer.encode_pair(record["prompt"], " " + c)) for c in record["choices"]],
+        abs=1e-4,
+    )
+    assert record["acc"] == float(record["pred"] == 2)
 
 
 def test_generation_task_scores_the_answer_cut_at_the_next_example(tokenizer, model):
+    from llmexp.evaluation import metrics
     from llmexp.evaluation.benchmarks import GenExample
     from llmexp.evaluation.generation_eval import cut_at_stops, evaluate_generation, generate_completions
     from llmexp.models.generation import SamplingConfig
@@ -155,5 +141,8 @@ def test_generation_task_scores_the_answer_cut_at_the_next_example(tokenizer, mo
         GenExample(p, [a if i % 2 == 0 else "zebra"]) for i, (p, a) in enumerate(zip(prompts, answers, strict=True))
     ]
     got = evaluate_generation(model, tokenizer, examples, max_new_tokens=12)
-    assert got["exact_match"] == 0.5 and got["n"] == 4
-    assert 0 < got["chrf"] < 100  # half the answers match character for character
+    assert got.scores["exact_match"] == 0.5 and got.scores["n"] == 4
+    assert 0 < got.scores["chrf"] < 100  # half the answers match character for character
+    assert got.scores["f1"] == pytest.approx(sum(metrics.token_f1(answers, [e.references for e in examples])) / 4)
+    assert [s["exact_match"] for s in got.samples] == [1.0, 0.0, 1.0, 0.0]
+    assert got.samples[1]["answer"] == answers[1] and got.samples[1]["references"] == ["zebra"]

@@ -8,14 +8,21 @@ import pytest
 
 from llmexp.errors import ConfigError, DataError
 from llmexp.evaluation.code_exec import humaneval_program, run_program, score_code_samples, truncate_completion
-from llmexp.evaluation.generation_eval import last_number
-from llmexp.evaluation.tasks import TASKS, get_task, load_examples
+from llmexp.evaluation.settings import EvalSettings
+from llmexp.evaluation.task_data import convert, scored_rows
+from llmexp.evaluation.tasks import TASKS, get_task
 
 
 def write_jsonl(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def load_examples(spec, data_dir, files):
+    """The scored examples of a task, found as llmexp-eval finds them."""
+    settings = EvalSettings(tasks=[(spec.source and f"mc:{spec.source}") or spec.name], data_dir=data_dir, files=files)
+    return convert(spec, scored_rows(spec, settings).rows)
 
 
 def test_hellaswag_rows_become_lm_eval_queries(tmp_path):
@@ -96,7 +103,7 @@ def test_gsm8k_reference_is_the_final_number(tmp_path):
     write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "How many?", "answer": "3 + 4 = 7\n#### 1,234"}])
     (ex,) = load_examples(TASKS["gsm8k"], str(tmp_path), {})
     assert ex.prompt == "Question: How many?\nAnswer:" and ex.references == ["1234"]
-    assert last_number("So she has 5 apples, then 1,234.") == "1234"
+    assert ex.solved == "3 + 4 = 7\n#### 1,234"  # a few-shot example shows the worked answer, as lm-eval's gsm8k
 
 
 def test_shared_benchmark_files_load(shared_data):

@@ -188,7 +188,7 @@ def test_command_line_refuses_a_gpu_strategy_with_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "train.py: error: strategy=deepspeed_zero3_offload needs CUDA GPUs (trainer.accelerator=auto, found 0 CUDA "
+        "llmexp-train: error: strategy=deepspeed_zero3_offload needs CUDA GPUs (trainer.accelerator=auto, found 0 CUDA "
         "devices); on CPU use strategy=single, strategy=ddp or strategy=fsdp2"
     )
     assert not (tmp_path / "cache").exists()  # refused before any data work

@@ -62,5 +62,5 @@ def convert_checkpoint(cfg: Any) -> Path:
     """Entry point of `llmexp-convert` (conf/convert.yaml): consolidate and print where the file went."""
     output = consolidate(cfg.ckpt_path, cfg.get("output_path"))
     print(f"Consolidated checkpoint: {output}")
-    print(f'Generate: llmexp-generate ckpt_path={output} prompt="The for statement"')
+    print(f"Generate: llmexp-generate ckpt_path={output} prompt='<your text>'")
     return output

@@ -27,12 +27,24 @@ def save_hf_dir(model: nn.Module, tokenizer: Tokenizer | None, out: str | Path) 
     eos_id = tokenizer.eos_id if tokenizer is not None else None
     to_hf(model, eos_id).save_pretrained(out)
     if tokenizer is not None:
-        hf_tokenizer(tokenizer).save_pretrained(out)
+        hf_tokenizer(tokenizer, model.config.max_seq_len).save_pretrained(out)
+    readable(out)
     return out
 
 
-def hf_tokenizer(tokenizer: Tokenizer):
-    """Our tokenizer as a PreTrainedTokenizerFast with its special tokens named (pad and mask when present)."""
+def readable(directory: Path) -> None:
+    """Files as `open()` would create them (0644 under the usual umask): safetensors writes its file 0600, which
+    breaks a model directory shared with a serving user or a team."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in directory.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
+def hf_tokenizer(tokenizer: Tokenizer, model_max_length: int | None = None):
+    """Our tokenizer as a PreTrainedTokenizerFast with its special tokens named (pad and mask when present) and the
+    model's context as `model_max_length` (transformers' default is 1e30, "no limit")."""
     from transformers import PreTrainedTokenizerFast
 
     vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
@@ -40,7 +52,8 @@ def hf_tokenizer(tokenizer: Tokenizer):
     special["pad_token"] = "<pad>" if "<pad>" in vocab else tokenizer.eos_token
     if "<mask>" in vocab:
         special["mask_token"] = "<mask>"
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **special)
+    limit = {"model_max_length": model_max_length} if model_max_length else {}
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **special, **limit)
 
 
 def load_hf_dir(path: str | Path, pickled_weights: bool = False) -> tuple[nn.Module, Tokenizer | None]:

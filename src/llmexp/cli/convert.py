@@ -1,11 +1,10 @@
-"""`llmexp-convert`: consolidate a sharded FSDP/fsdp2/DeepSpeed checkpoint folder into one file."""
+"""`llmexp-convert`: see `llmexp-convert --help` (llmexp.cli.entry_points)."""
 
-from llmexp.artifacts.consolidate import convert_checkpoint
-from llmexp.cli.app import run_app
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("convert", convert_checkpoint)
+    run("llmexp-convert")
 
 
 if __name__ == "__main__":

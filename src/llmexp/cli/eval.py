@@ -1,11 +1,10 @@
-"""`llmexp-eval`: evaluate a checkpoint on the tasks of conf/evaluate.yaml's `eval` option."""
+"""`llmexp-eval`: see `llmexp-eval --help` (llmexp.cli.entry_points)."""
 
-from llmexp.cli.app import run_app
-from llmexp.evaluation.run import evaluate
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("evaluate", evaluate)
+    run("llmexp-eval")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-"""`llmexp-generate`: sample text from a checkpoint."""
+"""`llmexp-generate`: see `llmexp-generate --help` (llmexp.cli.entry_points)."""
 
-from llmexp.cli.app import run_app
-from llmexp.serving.generate import generate_text
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("generate", generate_text)
+    run("llmexp-generate")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-"""`llmexp-prepare`: turn raw text into cleaned, deduplicated, tokenised shards (conf/prepare.yaml)."""
+"""`llmexp-prepare`: see `llmexp-prepare --help` (llmexp.cli.entry_points)."""
 
-from llmexp.cli.app import run_app
-from llmexp.prepare.pipeline import prepare_from_config
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("prepare", prepare_from_config)
+    run("llmexp-prepare")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-"""`llmexp-serve`: an OpenAI-compatible HTTP server for a checkpoint (conf/serve.yaml)."""
+"""`llmexp-serve`: see `llmexp-serve --help` (llmexp.cli.entry_points)."""
 
-from llmexp.cli.app import run_app
-from llmexp.serving.server import serve
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("serve", serve)
+    run("llmexp-serve")
 
 
 if __name__ == "__main__":

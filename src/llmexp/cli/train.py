@@ -1,13 +1,10 @@
-"""`llmexp-train`: pretrain a model as configured by conf/train.yaml and the command line.
+"""`llmexp-train`: see `llmexp-train --help` (llmexp.cli.entry_points)."""
 
-Returns the final value of `optimized_metric` (val/loss by default) to Hydra, for sweepers such as Optuna."""
-
-from llmexp.cli.app import run_app
-from llmexp.training.objective import train_objective
+from llmexp.cli.app import run
 
 
 def main() -> None:
-    run_app("train", train_objective, preflight=True)
+    run("llmexp-train")
 
 
 if __name__ == "__main__":

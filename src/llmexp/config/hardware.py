@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import torch
-
 from llmexp.errors import ConfigError
 
 GPU_PRECISIONS = ("16-mixed", "bf16-mixed", "bf16-true", "16-true", "16", "bf16")
 
 
+def cuda_devices() -> int:
+    """CUDA devices on this machine (torch is imported here, not when the config package loads: --help stays fast)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def on_gpu(accelerator: str) -> bool:
     """Whether the run will use CUDA devices: the accelerator allows it and this machine has one."""
-    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    return accelerator in ("auto", "gpu", "cuda") and cuda_devices() > 0
 
 
 def require_gpu(what: str, accelerator: str) -> None:
     if not on_gpu(accelerator):
-        found = f"{torch.cuda.device_count()} CUDA devices" if accelerator in ("auto", "gpu", "cuda") else "cpu"
+        found = f"{cuda_devices()} CUDA devices" if accelerator in ("auto", "gpu", "cuda") else "cpu"
         raise ConfigError(
             f"{what} needs CUDA GPUs (trainer.accelerator={accelerator}, found {found}); "
             "on CPU use strategy=single, strategy=ddp or strategy=fsdp2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from llmexp.config.schema import validate_config
+from llmexp.config.schema import OPEN_MAPPINGS, validate_config
 from llmexp.errors import ConfigError
 
 MAX_COMPOSITIONS = 64
@@ -81,11 +82,25 @@ def _missing_keys(node: DictConfig | ListConfig, prefix: str = "") -> Iterator[s
             yield from _missing_keys(child, f"{prefix}{key}.")
 
 
+def open_mapping_overrides(args: Sequence[str]) -> list[str]:
+    """`eval.files.piqa=<path>` in the form Hydra accepts (`++eval.files.piqa=<path>`): Hydra refuses a key its
+    config lacks unless marked with `+`, but under a mapping of user keys (schema.OPEN_MAPPINGS) new keys are the point.
+    Other arguments (flags, `+`/`~` overrides, other keys) pass through unchanged."""
+
+    def under_open_mapping(arg: str) -> bool:
+        key = arg.split("=", 1)[0] if "=" in arg else ""
+        return bool(re.fullmatch(r"[\w.]+", key)) and any(key.startswith(f"{m}.") for m in OPEN_MAPPINGS)
+
+    return [f"++{arg}" if under_open_mapping(arg) else arg for arg in args]
+
+
 def _check_key(cfg: DictConfig, key: str) -> None:
     node = cfg
     walked: list[str] = []
     for part in key.split("."):
         where = ".".join(walked) or "the top level"
+        if where in OPEN_MAPPINGS and isinstance(node, DictConfig):
+            return  # a mapping of user keys (a task name -> its file): every key is a new one
         if isinstance(node, DictConfig):
             keys = sorted(str(k) for k in node)
             if part not in keys:
@@ -106,7 +121,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             raise ConfigError(f"{key}: {'.'.join(walked)} is null here, so it has no keys to set")
 
 
-def _check_one(config_name: str, overrides: list[str], combinations: bool = True) -> None:
+def _check_one(config_name: str, overrides: list[str], combinations: bool = True, require: bool = True) -> None:
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create().parse_overrides(overrides)
     groups = [o for o in parsed if loader.repository.group_exists(o.key_or_group)]
@@ -133,10 +148,10 @@ def _check_one(config_name: str, overrides: list[str], combinations: bool = True
             )
         _check_key(base, o.key_or_group)
     try:
-        cfg = compose(config_name, overrides=overrides)
+        cfg = compose(config_name, overrides=open_mapping_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(_first_line(err)) from err
-    missing = sorted(_missing_keys(cfg))
+    missing = sorted(_missing_keys(cfg)) if require else []
     if missing:
         raise ConfigError(
             f"{', '.join(missing)}: required, but not given; set it on the command line ({missing[0]}=...)"
@@ -144,8 +159,9 @@ def _check_one(config_name: str, overrides: list[str], combinations: bool = True
     validate_config(cfg, combinations=combinations)
 
 
-def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
-    """Raise ConfigError, naming the key and what is allowed, for the first bad override."""
+def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str], require: bool = True) -> None:
+    """Raise ConfigError, naming the key and what is allowed, for the first bad override. `require=False` lets
+    required (`???`) keys stay unset, for `--cfg job`, which only prints the config."""
     parser = OverridesParser.create()
     for override in overrides:
         try:
@@ -160,7 +176,7 @@ def validate_overrides(conf_dir: Path, config_name: str, overrides: list[str]) -
     sweep = any(o.is_sweep_override() for o in parsed)
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         for variant in _variants(parsed):
-            _check_one(config_name, variant, combinations=not sweep)
+            _check_one(config_name, variant, combinations=not sweep, require=require)
 
 
 def compose_config(
@@ -173,7 +189,7 @@ def compose_config(
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(conf_dir or config_dir()), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=open_mapping_overrides(overrides), return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(Path(output_dir).resolve())
         cfg.hydra.runtime.cwd = os.getcwd()

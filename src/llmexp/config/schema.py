@@ -17,13 +17,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from llmexp.config import ranges
-from llmexp.config.hardware import check_precision
+from llmexp.config.hardware import check_precision, cuda_devices
 from llmexp.errors import ConfigError, UserError
 
 
@@ -48,6 +47,10 @@ class PathsSchema:
     output_dir: str = "."
     cache_dir: str = "outputs/cache"
 
+
+# Nodes that map keys the user chooses to values (a task name to its file): any key below them is one to accept as
+# written (`eval.files.piqa=<path>`), where an unknown key anywhere else is a typo to refuse.
+OPEN_MAPPINGS = ("eval.files", "eval.fewshot_files", "callbacks.periodic_eval.files")
 
 SCHEMAS = {"eval": EvalSchema, "batch_size_finder": BatchSizeFinderSchema, "paths": PathsSchema}
 ROOT_TYPES = {"seed": int, "ckpt_path": str | None, "task_name": str}
@@ -223,7 +226,7 @@ def check_path_ranges(node: DictConfig, where: str = "") -> None:
 
 
 def _uses_cpu(accelerator: Any) -> bool:
-    return accelerator == "cpu" or (accelerator in ("auto", None) and not torch.cuda.is_available())
+    return accelerator == "cpu" or (accelerator in ("auto", None) and not cuda_devices())
 
 
 def check_combinations(cfg: DictConfig) -> None:
@@ -240,9 +243,9 @@ def check_combinations(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"trainer.devices={devices} with strategy=single (one process); use strategy=ddp for several devices"
             )
-        if not _uses_cpu(accelerator) and isinstance(devices, int) and devices > max(torch.cuda.device_count(), 0):
+        if not _uses_cpu(accelerator) and isinstance(devices, int) and devices > cuda_devices():
             raise ConfigError(
-                f"trainer.devices={devices}, but this machine has {torch.cuda.device_count()} GPUs; lower "
+                f"trainer.devices={devices}, but this machine has {cuda_devices()} GPUs; lower "
                 "trainer.devices or set trainer.accelerator=cpu"
             )
     if isinstance(data, DictConfig) and isinstance(model, DictConfig) and not cfg.get("ckpt_path"):

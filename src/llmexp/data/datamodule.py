@@ -13,8 +13,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from llmexp.data.corpus import Corpus
 from llmexp.data.prepared import TokenizedCorpus, prepare, tokenize_corpus
-from llmexp.data.sampler import ResumableSampler
+from llmexp.data.sampler import ResumableLoader, ResumableSampler, trainer_position
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
+
+PROMPT_TOKENS = 6  # length of a sample prompt taken from the validation data
 
 
 class PackedBlocks(Dataset):
@@ -61,8 +63,7 @@ class CausalLMDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers, self.cache_dir, self.seed = num_workers, cache_dir, seed
         self.prepared: TokenizedCorpus | None = None
-        self._train_sampler: ResumableSampler | None = None
-        self._resume_state: dict[str, int] | None = None
+        self._legacy_position: dict[str, int] | None = None
         self.collator_factory, self.collate_fn = collator, None
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:
@@ -94,12 +95,28 @@ class CausalLMDataModule(L.LightningDataModule):
             raise RuntimeError("call prepare() before using the data module")
         return PackedBlocks(self.prepared.tokens[split], self.block_size)
 
+    def sample_prompts(self, count: int, chat: bool = False) -> list[str]:
+        """The first words of `count` validation texts, spread over the split: prompts that read like the data the
+        model learns (the samples callback continues them; run hints show one)."""
+        dataset = self.dataset("val")
+        picks = sorted({round(i * (len(dataset) - 1) / max(count - 1, 1)) for i in range(count)})
+        prompts = []
+        for index in picks:
+            ids = dataset[index]["input_ids"].tolist()
+            eos = self.tokenizer.eos_id
+            start = ids.index(eos) + 1 if eos in ids[:-PROMPT_TOKENS] else 0  # begin at a document start
+            text = self.tokenizer.decode(ids[start : start + PROMPT_TOKENS]).strip()
+            if text:
+                prompts.append(text)
+        return prompts
+
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: PackedBlocks, sampler: ResumableSampler, batch_size: int) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: PackedBlocks, sampler: ResumableSampler, batch_size: int, train: bool) -> DataLoader:
+        resumable = {"position": trainer_position(self)} if train else {}
+        return (ResumableLoader if train else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -108,16 +125,16 @@ class CausalLMDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            **resumable,
         )
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
         sampler = ResumableSampler(len(self.dataset("train")), self.seed, shuffle=True, rank=rank, world_size=world)
-        if self._resume_state is not None:
-            sampler.resume_from(self._resume_state["epoch"], self._resume_state["batches"] * self.batch_size)
-            self._resume_state = None
-        self._train_sampler = sampler
-        return self._loader(self.dataset("train"), sampler, self.batch_size)
+        if self._legacy_position is not None:  # a checkpoint written before loaders kept their own position
+            sampler.resume_from(self._legacy_position["epoch"], self._legacy_position["batches"] * self.batch_size)
+            self._legacy_position = None
+        return self._loader(self.dataset("train"), sampler, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
@@ -128,16 +145,9 @@ class CausalLMDataModule(L.LightningDataModule):
                 f"({self.val_batch_size} x {world}); lower data.val_batch_size or raise data.corpus.val_fraction"
             )
         sampler = ResumableSampler(len(dataset), self.seed, shuffle=False, rank=rank, world_size=world)
-        return self._loader(dataset, sampler, self.val_batch_size)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where the training stream stands: the epoch and the batches of it already trained on."""
-        trainer = self.trainer
-        if trainer is None:
-            return {}
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": trainer.current_epoch, "batches": progress.processed}
+        return self._loader(dataset, sampler, self.val_batch_size, train=False)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Older checkpoints kept the data position here; the training loader now keeps it (ResumableLoader)."""
         if state_dict:
-            self._resume_state = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
+            self._legacy_position = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from llmexp.data.sampler import ResumableSampler
+from llmexp.data.sampler import ResumableLoader, ResumableSampler, trainer_position
 from llmexp.errors import DataError
 
 FILE_KINDS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
@@ -70,7 +70,7 @@ def sharded_loader(
     datamodule: L.LightningDataModule, items: list, batch_size: int, shuffle: bool, collate_fn, seed: int, workers: int
 ) -> DataLoader:
     """A loader over this rank's share of `items`, shuffled per epoch from the seed (the run sets
-    `use_distributed_sampler: false`, so each data module shards its own data)."""
+    `use_distributed_sampler: false`, so each data module shards its own data); resumable mid-epoch when shuffled."""
     trainer = datamodule.trainer
     rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
     if len(items) < world:
@@ -80,4 +80,7 @@ def sharded_loader(
             "give more data or raise data.val_fraction"
         )
     sampler = ResumableSampler(len(items), seed, shuffle=shuffle, rank=rank, world_size=world)
-    return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=workers)
+    settings = {"batch_size": batch_size, "sampler": sampler, "collate_fn": collate_fn, "num_workers": workers}
+    if shuffle:  # the training loader: Lightning saves and restores its position mid-epoch
+        return ResumableLoader(items, position=trainer_position(datamodule), **settings)
+    return DataLoader(items, **settings)

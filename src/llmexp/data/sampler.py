@@ -3,10 +3,10 @@ through an epoch, so a resumed run sees exactly the samples it would have seen."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class ResumableSampler(Sampler[int]):
@@ -44,3 +44,34 @@ class ResumableSampler(Sampler[int]):
             start = self._resume[1]
             self._resume = None
         return iter(mine[start:].tolist())
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that Lightning stops and continues mid-epoch (its `_Stateful` protocol): the state is the epoch
+    and the number of batches the trainer has consumed from it, and loading a state makes the ResumableSampler skip
+    those batches, so a resumed run sees exactly the batches it would have seen."""
+
+    def __init__(self, *args, position: Callable[[], tuple[int, int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, ResumableSampler):
+            raise TypeError("ResumableLoader needs a ResumableSampler")
+        self._position = position
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position()
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.resume_from(int(state["epoch"]), int(state["batches"]) * self.batch_size)
+
+
+def trainer_position(datamodule) -> Callable[[], tuple[int, int]]:
+    """(epoch, batches of it processed) as the fit loop counts them, read when a checkpoint is written."""
+
+    def position() -> tuple[int, int]:
+        trainer = datamodule.trainer
+        if trainer is None:
+            return 0, 0
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+    return position

@@ -41,6 +41,15 @@ def segments_of(row: dict, template: ChatTemplate) -> list[tuple[str, bool]]:
     raise DataError(f"SFT row has neither `messages` nor `instruction`/`output` fields: {sorted(row)}")
 
 
+def user_message(row: dict) -> str | None:
+    """The first user turn of a row (Alpaca: the instruction and its input), or None."""
+    if "messages" in row:
+        return next((m["content"] for m in row["messages"] if m.get("role") == "user"), None)
+    if "instruction" in row:
+        return f"{row['instruction']}\n\n{row['input']}" if row.get("input") else row["instruction"]
+    return None
+
+
 def encode_example(
     tokenizer: Tokenizer, segments: list[tuple[str, bool]], block_size: int
 ) -> tuple[list[int], list[int]] | None:
@@ -120,6 +129,7 @@ class SFTDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.splits: dict[str, list[dict[str, list[int]]]] = {}
         self._tokenizer: Tokenizer | None = None
+        self._messages: list[str] = []
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -139,6 +149,7 @@ class SFTDataModule(L.LightningDataModule):
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:
         rows = self._rows()
+        self._messages = [m for m in map(user_message, rows["val"][:8]) if m]
         if tokenizer is None:  # from scratch: a tokenizer trained on the rendered training rows
             texts = ("".join(text for text, _ in segments_of(row, self.template)) for row in rows["train"])
             tokenizer = spec.train(texts)
@@ -159,6 +170,13 @@ class SFTDataModule(L.LightningDataModule):
             else:
                 self.splits[split] = [{"input_ids": ids, "labels": labels} for ids, labels in examples]
         return tokenizer
+
+    def sample_prompts(self, count: int, chat: bool = False) -> list[str]:
+        """The user turns of the first `count` validation rows: rendered with the chat template (what the model
+        continues), or the bare message when `chat` (what `llmexp-generate chat=true` renders itself)."""
+        return [
+            m if chat else self.template.render_prompt([{"role": "user", "content": m}]) for m in self._messages[:count]
+        ]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         if not self.splits:

@@ -1,5 +1,3 @@
-"""Evaluation: metrics, log-likelihood scoring, benchmark loaders, generation and code tasks, the lm-eval adapter."""
-
-from llmexp.evaluation.suite import EvalSettings, run_tasks
-
-__all__ = ["EvalSettings", "run_tasks"]
+"""Evaluation: metrics, log-likelihood scoring, benchmark tasks and their data, few-shot prompts, perplexity,
+generation and code tasks, the lm-eval adapter. Kept free of imports: the lm-eval startup hook (lm_eval_plugin) is
+imported from here in every Python process of an environment that has llmexp installed."""

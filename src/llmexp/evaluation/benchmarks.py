@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmexp.errors import DataError
+from llmexp.evaluation.answers import last_boxed, normalize_math
 
 
 @dataclass
@@ -32,24 +34,40 @@ class GenExample:
     prompt: str
     references: list[str]
     extra: dict[str, Any] = field(default_factory=dict)
+    demonstration: str = ""  # the answer written after the prompt in a few-shot example; "": the first reference
+
+    @property
+    def solved(self) -> str:
+        return self.demonstration or self.references[0]
+
+
+def _json_rows(data: Any) -> list[dict[str, Any]]:
+    """A list of rows, a {"<name>": [rows]} wrapper, or one row per file (the MATH release)."""
+    if isinstance(data, list):
+        return data
+    first = next(iter(data.values()), None) if isinstance(data, dict) else None
+    return first if isinstance(first, list) else [data]
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Rows of a .jsonl / .json / .csv file (optionally .gz)."""
+    """Rows of a .jsonl / .json / .csv (optionally .gz) or .parquet file."""
     opener = gzip.open if path.suffix == ".gz" else open
     suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
     try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
         with opener(path, "rt", encoding="utf-8") as handle:
             if suffix == ".jsonl":
                 return [json.loads(line) for line in handle if line.strip()]
             if suffix == ".json":
-                data = json.load(handle)
-                return data if isinstance(data, list) else next(iter(data.values()))
+                return _json_rows(json.load(handle))
             if suffix == ".csv":
                 return list(csv.DictReader(handle))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot be read as {suffix} ({err})") from err
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json or .csv (optionally .gz)")
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .json, .csv (optionally .gz) or .parquet")
 
 
 def _hellaswag_clean(text: str) -> str:
@@ -129,9 +147,37 @@ def generic_mc(row: dict[str, Any]) -> MCExample:
 
 
 def gsm8k(row: dict[str, Any]) -> GenExample:
-    """Question/answer; the reference is the number after '####' (how GSM8K marks the final answer)."""
+    """Question/answer; the reference is the number after '####' (how GSM8K marks the final answer), a few-shot
+    example shows the whole worked answer (lm-eval's gsm8k target)."""
     answer = row["answer"].split("####")[-1].strip().replace(",", "")
-    return GenExample(prompt=f"Question: {row['question']}\nAnswer:", references=[answer])
+    return GenExample(f"Question: {row['question']}\nAnswer:", [answer], demonstration=row["answer"])
+
+
+def math_problem(row: dict[str, Any]) -> GenExample:
+    """MATH rows ({problem, solution} with the answer boxed in the solution, or {problem, answer} as MATH-500);
+    lm-eval's hendrycks_math prompt; the reference is the normalised final answer."""
+    answer = row.get("answer") or last_boxed(row.get("solution", "")) or ""
+    if not answer:
+        raise ValueError(f"MATH row without an answer or a boxed one in its solution: {row.get('problem', '')[:60]!r}")
+    return GenExample(f"Problem: {row['problem']}\nAnswer:", [normalize_math(str(answer))], demonstration=str(answer))
+
+
+def gpqa(row: dict[str, Any]) -> MCExample:
+    """GPQA release/hub rows (Question, Correct Answer, Incorrect Answer 1-3), lm-eval's zero-shot prompt and (A)-(D)
+    choices. The answers are shuffled per question with the question as seed, so every run shows the same order
+    (lm-eval shuffles with its global random state)."""
+    answers = [_gpqa_clean(row[f"Incorrect Answer {i}"]) for i in (1, 2, 3)] + [_gpqa_clean(row["Correct Answer"])]
+    random.Random(row["Question"]).shuffle(answers)
+    listed = "".join(f"\n({letter}) {text}" for letter, text in zip("ABCD", answers, strict=True))
+    return MCExample(
+        query=f"What is the correct answer to this question:{row['Question']}\nChoices:{listed}\nAnswer:",
+        choices=[f"({letter})" for letter in "ABCD"],
+        gold=answers.index(_gpqa_clean(row["Correct Answer"])),
+    )
+
+
+def _gpqa_clean(text: str | None) -> str:
+    return " " if text is None else text.strip().replace(" [title]", ". ").replace("  ", " ")
 
 
 def generic_generation(row: dict[str, Any]) -> GenExample:

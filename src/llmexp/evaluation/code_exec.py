@@ -83,21 +83,31 @@ def humaneval_program(prompt: str, completion: str, test: str, entry_point: str)
     return f"{prompt}{completion}\n\n{test}\n\ncheck({entry_point})\n"
 
 
+def run_code_samples(
+    problems: list[dict], samples: list[list[str]], timeout_s: float = 5.0, memory_mb: int = 512
+) -> list[list[ExecutionResult]]:
+    """Each completion of `samples[i]` run against `problems[i]` ({prompt, test, entry_point})."""
+    return [
+        [
+            run_program(humaneval_program(p["prompt"], c, p["test"], p["entry_point"]), timeout_s, memory_mb)
+            for c in completions
+        ]
+        for p, completions in zip(problems, samples, strict=True)
+    ]
+
+
+def pass_at_k_scores(results: list[list[ExecutionResult]], ks: list[int]) -> dict[str, float]:
+    """Mean pass@k over problems, for each k that every problem has enough samples for."""
+    counts = [(len(runs), sum(r.passed for r in runs)) for runs in results]
+    return {
+        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in counts) / len(counts)
+        for k in ks
+        if all(n >= k for n, _ in counts)
+    }
+
+
 def score_code_samples(
     problems: list[dict], samples: list[list[str]], ks: list[int], timeout_s: float = 5.0, memory_mb: int = 512
 ) -> dict[str, float]:
     """Mean pass@k over problems; `samples[i]` are completions of `problems[i]` ({prompt, test, entry_point})."""
-    per_problem: list[tuple[int, int]] = []
-    for problem, completions in zip(problems, samples, strict=True):
-        correct = sum(
-            run_program(
-                humaneval_program(problem["prompt"], c, problem["test"], problem["entry_point"]), timeout_s, memory_mb
-            ).passed
-            for c in completions
-        )
-        per_problem.append((len(completions), correct))
-    return {
-        f"pass@{k}": sum(pass_at_k(n, c, k) for n, c in per_problem) / len(per_problem)
-        for k in ks
-        if all(n >= k for n, _ in per_problem)
-    }
+    return pass_at_k_scores(run_code_samples(problems, samples, timeout_s, memory_mb), ks)

@@ -1,7 +1,10 @@
 """llmexp checkpoints as an lm-evaluation-harness model: `lm_eval` runs any of its tasks on our models.
 
-    import llmexp.evaluation.lm_eval_adapter  # registers the model name "llmexp"
+    lm_eval --model llmexp --model_args ckpt_path=outputs/<run>/checkpoints/last.ckpt --tasks arc_easy
     lm_eval.simple_evaluate(model="llmexp", model_args="ckpt_path=outputs/<run>/checkpoints/last.ckpt", tasks=[...])
+
+The name "llmexp" reaches lm-eval's registry through the `lm_eval.models` entry point (lm_eval_plugin), or by
+importing this module.
 
 Scoring goes through the same LogLikelihoodScorer as llmexp-eval; lm-eval does the prompting, request building and
 metric aggregation, which is what makes its numbers a check on ours.
@@ -15,12 +18,12 @@ from typing import Any
 # or `model="hf"` is unknown to lm-eval once this module is imported.
 import lm_eval.models  # noqa: F401
 import torch
-from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from torch import nn
 
 from llmexp.evaluation.generation_eval import cut_at_stops, generate_completions
+from llmexp.evaluation.perplexity import document_loglikelihoods
 from llmexp.evaluation.scoring import LogLikelihoodScorer
 from llmexp.models.generation import SamplingConfig
 from llmexp.tokenizer import Tokenizer
@@ -72,20 +75,8 @@ class LLMExpLM(TemplateLM):
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        """Total log-likelihood of each text, in disjoint windows of the model's context (as lm-eval's HF model)."""
-        totals = []
-        for (text,) in [req.args for req in requests]:
-            windows = [
-                lm_utils.make_disjoint_window(w)
-                for w in lm_utils.get_rolling_token_windows(
-                    token_list=self.tok_encode(text),
-                    prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length,
-                    context_len=1,
-                )
-            ]
-            totals.append(sum(ll for ll, _ in self.scorer.loglikelihood_tokens(windows)))
-        return totals
+        """Total log-likelihood of each text, in lm-eval's disjoint rolling windows (llmexp-eval's document mode)."""
+        return [ll for ll, _ in document_loglikelihoods(self.scorer, [req.args[0] for req in requests])]
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         outputs = []

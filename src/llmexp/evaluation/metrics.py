@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -71,15 +72,42 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def exact_match(predictions: Sequence[str], references: Sequence[str | Sequence[str]], normalize: bool = True) -> float:
-    """Share of predictions equal to one of their references (after `normalize_answer`, or stripped only)."""
+def exact_matches(
+    predictions: Sequence[str], references: Sequence[str | Sequence[str]], normalize: bool = True
+) -> list[float]:
+    """1.0 where a prediction equals one of its references (after `normalize_answer`, or stripped only), else 0.0."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-    if not predictions:
-        return 0.0
     clean = normalize_answer if normalize else str.strip
-    hits = 0
-    for pred, refs in zip(predictions, references, strict=True):
-        options = [refs] if isinstance(refs, str) else refs
-        hits += any(clean(pred) == clean(ref) for ref in options)
-    return hits / len(predictions)
+    return [
+        float(any(clean(pred) == clean(ref) for ref in ([refs] if isinstance(refs, str) else refs)))
+        for pred, refs in zip(predictions, references, strict=True)
+    ]
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str | Sequence[str]], normalize: bool = True) -> float:
+    """Share of predictions equal to one of their references (see `exact_matches`); 0.0 for none."""
+    hits = exact_matches(predictions, references, normalize)
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+def _f1(prediction: str, reference: str) -> float:
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> list[float]:
+    """SQuAD's token-level F1 per prediction (bag of normalised words; the best over its references): partial credit
+    for extractive and short answers that exact match scores 0."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    return [
+        max(_f1(pred, ref) for ref in ([refs] if isinstance(refs, str) else refs))
+        for pred, refs in zip(predictions, references, strict=True)
+    ]

@@ -1,30 +1,16 @@
-"""Multiple-choice scoring by log-likelihood: acc and acc_norm exactly as lm-evaluation-harness defines them, with
-few-shot prompts built the way its tasks build them."""
+"""Multiple-choice scoring by log-likelihood: acc and acc_norm exactly as lm-evaluation-harness defines them, over
+prompts built the way its tasks build them (evaluation.fewshot)."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import numpy as np
 
 from llmexp.evaluation.benchmarks import MCExample
+from llmexp.evaluation.fewshot import TARGET_DELIMITER, context
+from llmexp.evaluation.samples import TaskResult, mean_and_stderr
 from llmexp.evaluation.scoring import LogLikelihoodScorer
-
-TARGET_DELIMITER = " "
-FEWSHOT_DELIMITER = "\n\n"
-
-
-def fewshot_context(
-    example: MCExample, pool: Sequence[MCExample], num_fewshot: int, rng: random.Random, exclude: int | None = None
-) -> str:
-    """description + k solved examples (query, space, gold answer) separated by blank lines + the query."""
-    if num_fewshot <= 0:
-        return example.description + example.query
-    candidates = [i for i in range(len(pool)) if i != exclude]
-    shots = [pool[i] for i in rng.sample(candidates, min(num_fewshot, len(candidates)))]
-    solved = [s.query + TARGET_DELIMITER + s.choices[s.gold] for s in shots]
-    return example.description + FEWSHOT_DELIMITER.join(solved) + FEWSHOT_DELIMITER + example.query
 
 
 def choice_predictions(loglikelihoods: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
@@ -38,35 +24,38 @@ def choice_predictions(loglikelihoods: Sequence[float], choices: Sequence[str]) 
 
 
 def evaluate_multiple_choice(
-    scorer: LogLikelihoodScorer,
-    examples: Sequence[MCExample],
-    num_fewshot: int = 0,
-    fewshot_pool: Sequence[MCExample] | None = None,
-    seed: int = 1234,
-) -> dict[str, float]:
-    """acc, acc_norm and their standard errors over `examples` (few-shot examples from `fewshot_pool`, default the
-    other examples of the same set)."""
+    scorer: LogLikelihoodScorer, examples: Sequence[MCExample], prompts: Sequence[str] | None = None
+) -> TaskResult:
+    """acc, acc_norm and their standard errors over `examples`, each scored after its prompt (default: zero-shot),
+    with one record per item."""
     if not examples:
         raise ValueError("no examples to score")
-    rng = random.Random(seed)
-    pool = fewshot_pool if fewshot_pool is not None else examples
-    requests: list[tuple[str, str]] = []
-    for index, example in enumerate(examples):
-        context = fewshot_context(example, pool, num_fewshot, rng, exclude=index if fewshot_pool is None else None)
-        requests.extend((context, TARGET_DELIMITER + choice) for choice in example.choices)
+    prompts = list(prompts) if prompts is not None else [context(example) for example in examples]
+    requests = [(p, TARGET_DELIMITER + c) for p, e in zip(prompts, examples, strict=True) for c in e.choices]
     results = scorer.loglikelihood(requests)
-    acc, acc_norm, position = [], [], 0
-    for example in examples:
+    samples, position = [], 0
+    for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True)):
         lls = [ll for ll, _ in results[position : position + len(example.choices)]]
         position += len(example.choices)
         pred, pred_norm = choice_predictions(lls, example.choices)
-        acc.append(float(pred == example.gold))
-        acc_norm.append(float(pred_norm == example.gold))
-    n = len(examples)
-    return {
-        "acc": float(np.mean(acc)),
-        "acc_stderr": float(np.std(acc, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-        "acc_norm": float(np.mean(acc_norm)),
-        "acc_norm_stderr": float(np.std(acc_norm, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-        "n": float(n),
+        samples.append(
+            {
+                "doc_id": index,
+                "prompt": prompt,
+                "choices": example.choices,
+                "gold": example.gold,
+                "loglikelihoods": lls,
+                "pred": pred,
+                "pred_norm": pred_norm,
+                "acc": float(pred == example.gold),
+                "acc_norm": float(pred_norm == example.gold),
+            }
+        )
+    scores = {
+        # What guessing scores: a baseline to read acc against (tasks differ in their number of choices).
+        "chance": sum(1 / len(e.choices) for e in examples) / len(examples),
+        **mean_and_stderr("acc", [s["acc"] for s in samples]),
+        **mean_and_stderr("acc_norm", [s["acc_norm"] for s in samples]),
+        "n": float(len(samples)),
     }
+    return TaskResult(scores, samples)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import Perplexity
 
+from llmexp.evaluation import progress
 from llmexp.tokenizer import Tokenizer
 
 
@@ -48,8 +49,10 @@ class LogLikelihoodScorer:
         self.model.eval()
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+        progress.expect(len(order), "scores")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
+            progress.advance(len(chunk))
             inputs = [(pairs[i][0] + pairs[i][1])[-(self.max_length + 1) :][:-1] for i in chunk]
             width = max(len(x) for x in inputs)
             ids = torch.zeros((len(chunk), width), dtype=torch.long, device=self.device)
@@ -83,7 +86,8 @@ def _token_windows(tokens: list[int], length: int) -> Iterable[list[int]]:
 def text_perplexity(
     model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str], block_size: int | None = None, batch_size: int = 8
 ) -> dict[str, float]:
-    """Perplexity, mean loss (nats per token) and bits per byte of held-out documents (joined by end-of-text)."""
+    """Perplexity, mean loss (nats per token) and bits per byte of held-out documents joined by end-of-text into one
+    stream (windows cross document boundaries; the end-of-text predictions count), with the counts covered."""
     block_size = min(block_size or model.config.max_seq_len, model.config.max_seq_len)
     stream: list[int] = []
     for ids in tokenizer.encode_batch(list(texts)):
@@ -96,6 +100,7 @@ def text_perplexity(
     ppl = Perplexity(ignore_index=-100, sync_on_compute=False).to(device)  # one process's documents: no all-gather
     nats = torch.zeros((), dtype=torch.float64, device=device)
     nbytes = torch.zeros((), dtype=torch.float64, device=device)
+    ntokens = 0
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
         width = max(len(w) for w in chunk) - 1
@@ -108,8 +113,16 @@ def text_perplexity(
         ppl.update(logits, labels)
         per_token = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
         valid = labels.flatten() >= 0
+        ntokens += int(valid.sum())
         counted_bytes = token_bytes[labels.flatten().clamp(min=0)] * valid
         nats += (per_token * (counted_bytes > 0)).sum().double()
         nbytes += counted_bytes.sum().double()
     perplexity = float(ppl.compute())
-    return {"ppl": perplexity, "loss": math.log(perplexity), "bpb": float(nats / (math.log(2) * nbytes.clamp(min=1)))}
+    return {
+        "ppl": perplexity,
+        "loss": math.log(perplexity),
+        "bpb": float(nats / (math.log(2) * nbytes.clamp(min=1))),
+        "documents": float(len(texts)),
+        "tokens": float(ntokens),
+        "bytes": float(nbytes),
+    }

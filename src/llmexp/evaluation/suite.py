@@ -3,111 +3,59 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from llmexp.errors import ConfigError, DataError
-from llmexp.evaluation.benchmarks import read_records
-from llmexp.evaluation.generation_eval import evaluate_code, evaluate_generation, last_number
+from llmexp.errors import DataError
+from llmexp.evaluation.answers import last_number, math_answer
+from llmexp.evaluation.fewshot import Demonstrations, contexts
+from llmexp.evaluation.generation_eval import evaluate_code, evaluate_generation
 from llmexp.evaluation.multiple_choice import evaluate_multiple_choice
-from llmexp.evaluation.scoring import LogLikelihoodScorer, text_perplexity
-from llmexp.evaluation.tasks import TaskSpec, get_task, load_examples
+from llmexp.evaluation.perplexity import evaluate_perplexity
+from llmexp.evaluation.progress import task_progress
+from llmexp.evaluation.samples import TaskResult
+from llmexp.evaluation.scoring import LogLikelihoodScorer
+from llmexp.evaluation.settings import EvalSettings
+from llmexp.evaluation.task_data import convert, fewshot_rows, scored_rows
+from llmexp.evaluation.tasks import TaskSpec, get_tasks
 from llmexp.tasks.base import Task
 from llmexp.tasks.full_weights import full_language_model
 from llmexp.tokenizer import Tokenizer
 
+__all__ = ["EvalSettings", "run_suite", "run_tasks"]
+
 log = logging.getLogger(__name__)
 
-# Keys of the train-time options (eval=val / none) that experiments set and the task suite ignores.
-TRAIN_TIME_KEYS = ("final_validation", "limit_batches")
-
 # Answer extraction per generation task (others compare the whole answer).
-EXTRACTORS = {"gsm8k": last_number}
+EXTRACTORS = {"gsm8k": last_number, "math": math_answer}
 
 
-@dataclass
-class EvalSettings:
-    """What to evaluate and how; built from an `eval` config option (conf/eval/suite.yaml documents each field)."""
-
-    tasks: list[str]
-    data_dir: str | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    limit: int | None = None
-    num_fewshot: int = 0
-    batch_size: int = 16
-    missing: str = "error"
-    use_hub: bool = False
-    seed: int = 1234
-    max_new_tokens: int = 64
-    perplexity_files: list[str] = field(default_factory=list)
-    perplexity_max_documents: int = 200
-    code_samples: int = 1
-    code_k: list[int] = field(default_factory=lambda: [1])
-    code_temperature: float = 0.8
-    code_max_new_tokens: int = 128
-    code_timeout_s: float = 5.0
-    code_memory_mb: int = 512
-    lm_eval_include_path: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ConfigError("eval.tasks is empty; name at least one task")
-        if self.missing not in ("error", "skip"):
-            raise ConfigError(f"eval.missing={self.missing!r} is not one of ['error', 'skip']")
-        if self.num_fewshot < 0 or (self.limit is not None and self.limit < 1):
-            raise ConfigError(
-                f"eval.num_fewshot must be >= 0 and eval.limit >= 1 or null (got {self.num_fewshot}, {self.limit})"
-            )
-        too_big = [k for k in self.code_k if k > self.code_samples]
-        if too_big:
-            raise ConfigError(
-                f"eval.code_k={self.code_k} needs eval.code_samples >= {max(too_big)} (got {self.code_samples})"
-            )
-        for name in self.tasks:
-            get_task(name)
-
-    @classmethod
-    def from_config(cls, node: DictConfig | dict[str, Any]) -> EvalSettings:
-        data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
-        if "tasks" not in data:
-            raise ConfigError(
-                "this eval option has no tasks (eval=val and eval=none are the train-time options); "
-                "use eval=suite, eval=multiple_choice, eval=generation or eval=code"
-            )
-        for key in TRAIN_TIME_KEYS:  # set by experiments for eval=val; meaningless to the task suite
-            data.pop(key, None)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"eval: unknown keys {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+def prepare_items(spec: TaskSpec, settings: EvalSettings) -> tuple[list[Any], list[str], dict[str, Any]]:
+    """The scored examples (the first eval.limit), each one's prompt with its few-shot examples, and what was used."""
+    scored = scored_rows(spec, settings)
+    k = settings.num_fewshot if spec.fixed_fewshot is None else spec.fixed_fewshot
+    if k != settings.num_fewshot:
+        log.warning("eval: %s is scored %d-shot whatever eval.num_fewshot says, as in lm-eval", spec.name, k)
+    rows = scored.rows[: settings.limit] if settings.limit else scored.rows
+    everything = convert(spec, scored.rows) if k else convert(spec, rows)
+    examples = everything[: len(rows)]
+    info: dict[str, Any] = {"source": scored.source, "split": scored.split, "available": len(scored.rows)}
+    info["num_fewshot"] = k
+    demonstrations = None
+    if k:
+        pool, exclude_self = fewshot_rows(spec, settings, scored)
+        pool_examples = everything if pool is scored else convert(spec, pool.rows)
+        demonstrations = Demonstrations(
+            pool.rows, pool_examples, settings.seed, exclude_self, spec.first_n, spec.group_field
+        )
+        info.update(fewshot_source=pool.source, fewshot_split=pool.split, fewshot_excludes_item=exclude_self)
+        info.update(seed=settings.seed, sampler="first_n" if spec.first_n else "random")
+    return examples, contexts(examples, rows, demonstrations, k), info
 
 
-def heldout_texts(settings: EvalSettings) -> list[str]:
-    """eval.perplexity_files (plain text = one document; jsonl/json/csv = the `text` field of each row), else the
-    validation split of the embedded pydocs corpus (the same documents training holds out)."""
-    if not settings.perplexity_files:
-        from llmexp.data.pydocs import PydocsCorpus
-
-        docs = PydocsCorpus().documents("val")
-        return [doc.text for _, doc in zip(range(settings.perplexity_max_documents), docs, strict=False)]
-    texts: list[str] = []
-    for name in settings.perplexity_files:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise DataError(f"eval.perplexity_files: {path}: no such file")
-        if path.suffix in (".txt", ".md", ".py") or path.suffix == "":
-            texts.append(path.read_text(encoding="utf-8"))
-        else:
-            texts.extend(str(row["text"]) for row in read_records(path))
-    return texts[: settings.perplexity_max_documents]
-
-
-def run_lm_eval_task(name: str, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
+def run_lm_eval_task(name: str, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> TaskResult:
     """One lm-evaluation-harness task (its own data loading, prompts and metrics) on our model; `acc,none` -> acc."""
     import lm_eval
     from lm_eval.tasks import TaskManager
@@ -122,29 +70,40 @@ def run_lm_eval_task(name: str, model: nn.Module, tokenizer: Tokenizer, settings
         limit=settings.limit,
         bootstrap_iters=0,
         random_seed=settings.seed,
+        fewshot_random_seed=settings.seed,
+        log_samples=True,
     )
     scores = results["results"].get(name, {}) if results else {}
-    return {key.split(",")[0]: float(v) for key, v in scores.items() if isinstance(v, int | float) and "," in key}
+    samples = results.get("samples", {}).get(name, []) if results else []
+    return TaskResult(
+        {key.split(",")[0]: float(v) for key, v in scores.items() if isinstance(v, int | float) and "," in key},
+        samples,
+    )
 
 
-def run_task(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
+def run_task(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> TaskResult:
     if spec.kind == "perplexity":
-        return text_perplexity(model, tokenizer, heldout_texts(settings), batch_size=settings.batch_size)
+        with task_progress(spec.name, "perplexity of held-out text"):
+            return evaluate_perplexity(model, tokenizer, settings)
     if spec.kind == "harness":
-        return run_lm_eval_task(spec.name.partition(":")[2], model, tokenizer, settings)
-    examples = load_examples(spec, settings.data_dir, settings.files, settings.limit, settings.use_hub)
+        with task_progress(spec.name, "run by lm-evaluation-harness"):
+            return run_lm_eval_task(spec.name.partition(":")[2], model, tokenizer, settings)
+    examples, prompts, info = prepare_items(spec, settings)
+    capped = settings.limit is not None and len(examples) >= settings.limit
+    with task_progress(spec.name, f"{len(examples)} items" + (" (eval.limit)" if capped else "")):
+        result = _score(spec, model, tokenizer, settings, examples, prompts)
+    result.info.update(info)
+    return result
+
+
+def _score(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings, examples, prompts):
     if spec.kind == "multiple_choice":
         scorer = LogLikelihoodScorer(model, tokenizer, settings.batch_size)
-        return evaluate_multiple_choice(scorer, examples, settings.num_fewshot, seed=settings.seed)
+        return evaluate_multiple_choice(scorer, examples, prompts)
     if spec.kind == "generation":
+        extract = EXTRACTORS.get(spec.name)
         return evaluate_generation(
-            model,
-            tokenizer,
-            examples,
-            settings.max_new_tokens,
-            settings.num_fewshot,
-            EXTRACTORS.get(spec.name),
-            batch_size=settings.batch_size,
+            model, tokenizer, examples, prompts, settings.max_new_tokens, extract, settings.batch_size
         )
     return evaluate_code(
         model,
@@ -160,25 +119,41 @@ def run_task(spec: TaskSpec, model: nn.Module, tokenizer: Tokenizer, settings: E
     )
 
 
-def run_tasks(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
-    """Every task's metrics as `<task>/<metric>`; with missing=skip, tasks without data are logged and left out."""
+def run_suite(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, TaskResult]:
+    """Every task's result by its readable name; with missing=skip, tasks without data are logged and left out."""
     was_training = model.training
     model.eval()
-    results: dict[str, float] = {}
+    results: dict[str, TaskResult] = {}
+    specs = get_tasks(settings.tasks)
+    log.info("eval: %d tasks: %s", len(specs), ", ".join(spec.name for spec in specs))
+    if settings.limit is not None:
+        log.warning(
+            "eval: eval.limit=%d: each task scores at most its first %d items, so its results are partial "
+            "(eval.limit=null scores all)",
+            settings.limit,
+            settings.limit,
+        )
     try:
-        for name in settings.tasks:
-            spec = get_task(name)
+        for spec in specs:
             try:
-                scores = run_task(spec, model, tokenizer, settings)
+                results[spec.name] = run_task(spec, model, tokenizer, settings)
             except DataError as err:
                 if settings.missing == "error":
                     raise
-                log.warning("eval: skipping %s: %s", name, err)
-                continue
-            results.update({f"{name}/{metric}": value for metric, value in scores.items()})
+                log.warning("eval: skipping %s: %s", spec.name, err)
     finally:
         model.train(was_training)
     return results
+
+
+def flat_scores(results: dict[str, TaskResult]) -> dict[str, float]:
+    """`<task>/<metric>` for every score (task names hold no `/`, so the key splits back at its first one)."""
+    return {f"{name}/{metric}": value for name, result in results.items() for metric, value in result.scores.items()}
+
+
+def run_tasks(model: nn.Module, tokenizer: Tokenizer, settings: EvalSettings) -> dict[str, float]:
+    """Every task's metrics as `<task>/<metric>`."""
+    return flat_scores(run_suite(model, tokenizer, settings))
 
 
 def evaluate_after_training(trainer, task: Task, tokenizer: Tokenizer, eval_cfg: DictConfig) -> dict[str, float]:

@@ -24,6 +24,7 @@ from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models.spec import FamilySpec, build_model, config_from_dict, family_of, saved_family
+from llmexp.tokenizer import ChatTemplate
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
@@ -31,6 +32,7 @@ from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.callbacks.preemption import release_signals
 from llmexp.training.combinations import check_combination, model_family
+from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
@@ -84,6 +86,16 @@ def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: 
         refuse_ignored_overrides(cfg, job_overrides(), kept, source, "drop the override")
 
 
+def keep_chat_template(datamodule, saved: dict[str, Any]) -> None:
+    """Instruction data is rendered with the template the starting checkpoint was tuned with (SFT -> DPO, or a
+    resumed run), not whatever data.template says, so the model keeps its format."""
+    template = saved.get("chat_template")
+    if template and getattr(datamodule, "template", None) is not None:
+        if datamodule.template != ChatTemplate.from_dict(template):
+            log.info("using the chat template stored with the starting checkpoint (not data.template)")
+        datamodule.template = ChatTemplate.from_dict(template)
+
+
 def close_loggers(trainer: L.Trainer) -> None:
     """Flush every logger; end the W&B run so the next job of a multirun starts its own."""
     for logger in trainer.loggers:
@@ -105,9 +117,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     family = run_family(cfg, resume, init)
     check_combination(cfg, family)
     check_hardware(cfg, family.block_classes)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in config.yaml
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
+    keep_chat_template(
+        datamodule, resume["llmexp"] if resume else {"chat_template": init.chat_template} if init else {}
+    )
     given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
     tokenizer = datamodule.prepare(instantiate(cfg.tokenizer), tokenizer=given_tokenizer)
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume, init)
@@ -152,7 +167,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tune_batch_size(cfg, task, datamodule)
     release_signals()
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         forget_requeue_checkpoints(trainer)
         metrics = _metric_values(trainer.callback_metrics)
         if cfg.eval.get("final_validation"):
@@ -167,12 +182,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["seconds"] = round(time.time() - started, 1)
     if trainer.is_global_zero:
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        last = run_dir / "checkpoints" / "last.ckpt"
-        print(f"\nRun folder: {run_dir}")
-        if last.is_dir():  # sharded (fsdp, fsdp2, deepspeed): one file first
-            print(f"Consolidate: llmexp-convert ckpt_path={last}")
-        elif last.exists():
-            merged = last.with_name("merged.ckpt")  # a LoRA fine-tune: the adapters folded into the base
-            usable = merged if merged.exists() else last
-            print(f'Generate: llmexp-generate ckpt_path={usable} prompt="The for statement"')
+        print("\n" + "\n".join(next_steps(run_dir, datamodule, family, task.trains_language_model)))
     return metrics

@@ -108,7 +108,7 @@ class Preemption(L.Callback):
         if not stop:
             return
         path = self.checkpoint_path(trainer)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         # The step is logged as if it were a logging step: Lightning logs after this hook, which we leave by raising.
         connector = trainer._logger_connector
         connector.log_metrics(connector.metrics["log"])
@@ -116,7 +116,7 @@ class Preemption(L.Callback):
             name = self.received.name if self.received else "SIGTERM" if trainer.received_sigterm else None
             print(
                 f"Preempted by {name or 'a signal on another rank'} after step {trainer.global_step}: saved {path}; "
-                "run the same command with ckpt_path=auto to continue",
+                f"continue with: llmexp-train resume={trainer.default_root_dir}",
                 file=sys.stderr,
                 flush=True,
             )

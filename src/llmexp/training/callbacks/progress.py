@@ -9,6 +9,8 @@ import time
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from llmexp.training.callbacks.batch_tokens import batch_tokens
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ class LogProgress(L.Callback):
         if step % self.every or step == self._last[1]:
             return
         seconds, steps = now - self._last[0], step - self._last[1]
-        tokens = steps * batch["input_ids"].numel() * trainer.world_size * trainer.accumulate_grad_batches
+        tokens = steps * batch_tokens(batch)[0] * trainer.world_size * trainer.accumulate_grad_batches
         loss = trainer.callback_metrics.get("train/loss")
         total = trainer.max_steps if trainer.max_steps > 0 else "?"
         log.info(
@@ -49,10 +51,30 @@ class LogProgress(L.Callback):
         log.info("step %d  %s", trainer.global_step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(shown.items())))
 
 
+def train_description(epoch: int) -> str:
+    """llmexp runs are bounded by max_steps, not epochs: Lightning's own "Epoch 0/-2" names an epoch limit that was
+    never set. The epoch is shown only once the data has been seen more than once."""
+    return "train" if epoch == 0 else f"train (epoch {epoch + 1})"
+
+
+def bar_length(batches_per_epoch: float, max_steps: int, accumulate: int) -> float:
+    """The bar's length: the batches this run will actually take from the epoch."""
+    return min(batches_per_epoch, max_steps * accumulate) if max_steps and max_steps > 0 else batches_per_epoch
+
+
 def progress_bar(refresh_rate: int = 5, log_every: int = 50) -> L.Callback:
     """Lightning's rich bar in a terminal; plain log lines elsewhere (CI, SLURM logs, pipes), where a bar is noise."""
     if sys.stdout.isatty():
         from lightning.pytorch.callbacks import RichProgressBar
 
-        return RichProgressBar(refresh_rate=refresh_rate)
+        class StepProgressBar(RichProgressBar):
+            @property
+            def total_train_batches(self) -> float:
+                trainer = self.trainer
+                return bar_length(super().total_train_batches, trainer.max_steps, trainer.accumulate_grad_batches)
+
+            def _get_train_description(self, current_epoch: int) -> str:
+                return train_description(current_epoch)
+
+        return StepProgressBar(refresh_rate=refresh_rate)
     return LogProgress(every=log_every)

@@ -38,7 +38,7 @@ class CheckpointBeforeRequeue(L.Callback):
             def handler(num: int, frame: Any, requeue: Any = requeue) -> None:
                 path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
                 log.warning("signal %s: saving %s before submitit requeues the job", signal.Signals(num).name, path)
-                trainer.save_checkpoint(path)
+                trainer.save_checkpoint(path, weights_only=False)
                 requeue(num, frame)
 
             signal.signal(signum, handler)
