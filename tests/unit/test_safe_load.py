@@ -158,10 +158,10 @@ def _unsafe_calls(tree: ast.AST, where: str) -> list[str]:
             found.append(name)
         if last in ("unsafe_load", "full_load") or (first == "marshal" and last.startswith("load")):
             found.append(name)
-        if keywords.get("weights_only") == "False" or "True" in (
-            keywords.get("allow_pickle"),
-            keywords.get("trust_remote_code"),
-        ):
+        saving = last == "save_checkpoint"  # Lightning's save: weights_only=False means "everything", not a load
+        if keywords.get("weights_only") == "False" and not saving:
+            found.append(name)
+        if "True" in (keywords.get("allow_pickle"), keywords.get("trust_remote_code")):
             found.append(name)
         if last == "from_pretrained" and "use_safetensors" not in keywords and "Config" not in name:
             found.append(f"{name} without use_safetensors")

@@ -159,6 +159,7 @@ BY_TARGET: dict[str, dict[str, Declared]] = {
     "llmexp.data.datamodule.CausalLMDataModule": _LOADER,
     "llmexp.data.classification.ClassificationDataModule": {**_LOADER, **_ROWS},
     "llmexp.data.sft.SFTDataModule": {**_LOADER, **_ROWS},
+    "llmexp.data.preference.PreferenceDataModule": {**_LOADER, **_ROWS},
     "llmexp.data.shards_datamodule.ShardsDataModule": {
         **_LOADER,
         "samples_per_epoch": COUNT_OR_NULL,
@@ -175,6 +176,7 @@ BY_TARGET: dict[str, dict[str, Declared]] = {
     "llmexp.finetune.adapters.Freeze": {"layers": NONNEGATIVE},
     "llmexp.finetune.adapters.LoRA": {"r": COUNT, "alpha": POSITIVE, "dropout": DROPOUT},
     "llmexp.tasks.classification.ClassificationTask": {"classifier_dropout": DROPOUT},
+    "llmexp.tasks.dpo.DPOTask": {"beta": POSITIVE},
     "llmexp.training.schedules.warmup_cosine": {"warmup_steps": NONNEGATIVE, "min_lr_ratio": SHARE},
     "llmexp.training.schedules.warmup_constant": {"warmup_steps": NONNEGATIVE},
     "llmexp.training.strategies.deepspeed": {"stage": Range(1, 3, kind=int), "logging_batch_size_per_gpu": COUNT},
@@ -196,7 +198,7 @@ BY_TARGET: dict[str, dict[str, Declared]] = {
     },
     "llmexp.training.callbacks.progress.progress_bar": {"refresh_rate": NONNEGATIVE, "log_every": COUNT},
     "llmexp.training.callbacks.resume_checkpoint.ResumeCheckpoint": {"every_n_train_steps": COUNT, "keep_last": COUNT},
-    "llmexp.training.callbacks.samples.SampleGeneration": SAMPLING,
+    "llmexp.training.callbacks.samples.SampleGeneration": {**SAMPLING, "count": COUNT},
     "llmexp.training.callbacks.throughput.ThroughputMonitor": {"window": COUNT},
     "llmexp.training.metrics_history.ResumableCSVLogger": {"flush_logs_every_n_steps": COUNT},
     "llmexp.prepare.cleaning.CleanConfig": {
@@ -208,14 +210,24 @@ BY_TARGET: dict[str, dict[str, Declared]] = {
         "min_stop_words": NONNEGATIVE,
         "min_line_words": NONNEGATIVE,
     },
-    "llmexp.prepare.pipeline.PackConfig": {"shard_tokens": COUNT, "batch_docs": COUNT},
+    "llmexp.prepare.packing.PackConfig": {"shard_tokens": COUNT, "batch_docs": COUNT},
+    "llmexp.prepare.decontam.DecontamConfig": {"ngram": COUNT},
+    "llmexp.prepare.executors.LocalExecutor": {"num_workers": NONNEGATIVE},
+    "llmexp.prepare.executors.SlurmExecutor": {
+        "tasks": COUNT,
+        "cpus_per_task": COUNT,
+        "mem_gb": POSITIVE,
+        "timeout_min": COUNT,
+        "max_retries": NONNEGATIVE,
+        "poll_s": POSITIVE,
+    },
     "llmexp.prepare.sources.FileSource": {
         "chunk_chars": NONNEGATIVE,
         "max_line_bytes": COUNT,
         "unit_bytes": COUNT,
         "weight": POSITIVE,
     },
-    "llmexp.prepare.sources.HFSource": {"rows_per_unit": COUNT, "weight": POSITIVE},
+    "llmexp.prepare.sources.HFSource": {"rows_per_unit": COUNT, "max_line_bytes": COUNT, "weight": POSITIVE},
     "llmexp.prepare.sources.PydocsSource": {"weight": POSITIVE},
 }
 
