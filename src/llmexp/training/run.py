@@ -28,7 +28,7 @@ from llmexp.tokenizer import ChatTemplate
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
-from llmexp.tracking.secrets import redact, scrub_hydra_files
+from llmexp.tracking.secrets import REDACTED, redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.callbacks.preemption import release_signals
 from llmexp.training.combinations import check_combination, model_family
@@ -72,10 +72,18 @@ def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySp
     return model_family(cfg)
 
 
+def _known(saved: Any) -> Any:
+    """The saved config without the values redacted when it was saved (`pad_token_id` looks like a secret): those
+    cannot be compared, so they are left out."""
+    if isinstance(saved, dict):
+        return {key: _known(value) for key, value in saved.items() if value != REDACTED}
+    return saved
+
+
 def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: dict | None, init) -> None:
     """Refuse model and tokenizer overrides that the checkpoint resumed from, or the init_from weights, replace."""
     if resume is not None:
-        saved = resume["llmexp"].get("config") or {}
+        saved = _known(resume["llmexp"].get("config") or {})
         kept = {"model": saved.get("model"), "tokenizer": saved.get("tokenizer")}
         source = f"a resumed run keeps the model and tokenizer of ckpt_path={ckpt_path}"
         advice = f"drop the override, or start a new run from those weights with init_from={ckpt_path}"
