@@ -22,6 +22,10 @@ def _logging_kept() -> Iterator[None]:
     try:
         yield
     finally:
+        kept = {h for _, _, handlers, _ in saved.values() for h in handlers}
+        everyone = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+        for handler in {h for x in everyone if isinstance(x, logging.Logger) for h in x.handlers} - kept:
+            handler.close()  # the run's own (its train.log)
         for found in list(logging.root.manager.loggerDict.values()):
             if isinstance(found, logging.Logger) and found not in saved:
                 found.disabled, found.handlers = False, []

@@ -1,5 +1,6 @@
 """Faults injected into real `llmexp-train` processes: kill -9 at random steps, a crash inside a checkpoint write,
-a truncated checkpoint, termination signals. What survives is checked step for step against an uninterrupted run."""
+a truncated checkpoint, termination signals (a signal before training: into this process). What survives is checked
+step for step against an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from command_line import run_command
 from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.cli import train
 
 TESTS = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -189,29 +192,35 @@ LOGGED = (*(o for o in BASE if not o.startswith(("logger=", "trainer.val_check_i
 
 
 @pytest.mark.slow
-def test_a_kill_during_validation_then_resume_runs_it_again_and_metrics_keep_every_step_once(tmp_path, cache_dir):
+def test_a_kill_during_validation_then_resume_runs_it_again_and_metrics_keep_every_step_once(
+    tmp_path, cache_dir, monkeypatch, capsys
+):
     marker, validations = tmp_path / "held", tmp_path / "validations.jsonl"
     hold = [
         "+callbacks.hold._target_=helpers.HoldValidation",
-        "+callbacks.hold.step=12",
+        "+callbacks.hold.step=6",
         f"+callbacks.hold.marker={marker}",
     ]
     record = ["+callbacks.rec._target_=helpers.RecordValidations", f"+callbacks.rec.path={validations}"]
-    settings = ("trainer.val_check_interval=6", "trainer.log_every_n_steps=1", *hold, *record)
-    run = Run(tmp_path / "run", cache_dir, *settings, base=LOGGED)
-    process = run.start("ckpt_path=auto")
-    while not marker.exists():  # the validation after step 12 has started (checkpoints at 3, 6, 9, 12)
-        assert process.poll() is None, run.log()
+    settings = ("trainer.max_steps=12", "trainer.val_check_interval=6", "trainer.log_every_n_steps=1", *hold, *record)
+    run = Run(tmp_path / "run", cache_dir, *settings, base=tuple(o for o in LOGGED if "max_steps" not in o))
+    killed = run.start("ckpt_path=auto")
+    while not marker.exists():  # the validation after step 6 has started (checkpoints at 3, 6, 9, 12)
+        assert killed.poll() is None, run.log()
         time.sleep(0.05)
-    _kill(process)
-    run.finish(run.start("ckpt_path=auto"))
+    _kill(killed)
+    monkeypatch.setenv("LLMEXP_CACHE_DIR", str(cache_dir))
+    code, err = run_command(
+        train.main, ["llmexp-train", *run.args[len(_entry()) :], "ckpt_path=auto"], monkeypatch, capsys
+    )
+    assert code == 0, err  # the resume runs in this process: the kill was real, what it left is what is read
     finished = [json.loads(line) for line in validations.read_text().splitlines()]
-    assert [v["step"] for v in finished] == [6, 12, 18, 24]
-    assert finished[1]["pid"] != finished[0]["pid"]  # step 12's validation, run again by the resumed process
+    assert [(v["step"], v["pid"]) for v in finished] == [(6, os.getpid()), (12, os.getpid())]  # step 6's run again
+    assert {r["pid"] for r in run.losses() if r["step"] <= 6} == {killed.pid}  # resumed from step 6's checkpoint
     rows = _metrics(run)
     assert sorted(rows) == rows and len(set(rows)) == len(rows)  # in order, nothing twice
-    assert [step for step, kind in rows if kind == "train"] == list(range(STEPS))  # every step (logged 0-based)
-    assert [step for step, kind in rows if kind == "val"] == [5, 11, 17, 23]
+    assert [step for step, kind in rows if kind == "train"] == list(range(12))  # every step (logged 0-based)
+    assert [step for step, kind in rows if kind == "val"] == [5, 11]
 
 
 @pytest.mark.slow
@@ -228,16 +237,14 @@ def test_sigterm_to_the_process_group_with_dataloader_workers_saves_logs_the_ste
     assert saved >= 5 and _metrics(run)[-1] == (saved - 1, "train")  # the step in progress is logged
 
 
-@pytest.mark.slow
-def test_a_signal_before_training_says_so_in_one_line_and_exits_nonzero(tmp_path, cache_dir):
-    marker = tmp_path / "built"
-    wait = ("+callbacks.wait._target_=helpers.WaitWhenBuilt", f"+callbacks.wait.marker={marker}")
-    run = Run(tmp_path / "run", cache_dir, *wait)
-    process = subprocess.Popen(run.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run.env, text=True)
-    while not marker.exists():
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM
+def test_a_signal_before_training_says_so_in_one_line_and_exits_nonzero(tmp_path, cache_dir, monkeypatch, capsys):
+    """In this process (the run signals itself once its callbacks are built): the handler, the one line and the exit
+    status are those of the console script."""
+    where = (f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}")
+    argv = ["llmexp-train", *BASE, *where, "+callbacks.signal._target_=helpers.SignalWhenBuilt"]
+    before = signal.getsignal(signal.SIGTERM)
+    code, err = run_command(train.main, argv, monkeypatch, capsys)
     assert err.strip() == "llmexp-train: stopped by SIGTERM before training started; nothing was saved"
+    assert code == 128 + signal.SIGTERM
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler from before is back
