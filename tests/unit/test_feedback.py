@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -165,3 +168,34 @@ def test_feedback_becomes_sft_and_preference_rows(tmp_path):
         {"messages": CHAT, "chosen": "hi!", "rejected": "go away"},  # rated 5 and 1 on one prompt
         {"messages": CHAT, "chosen": "hi!", "rejected": "hello"},  # rated 5 and 3
     ]
+
+
+WRITER = """
+import os, sys
+from llmexp.serving.feedback_store import Feedback, FeedbackStore
+store = FeedbackStore(sys.argv[1])
+for index in range(5):
+    store.add_feedback(Feedback("c1", rating=5))
+    os.write(1, b"acknowledged")
+"""
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace to watch the system calls")
+def test_each_feedback_is_on_disk_before_it_is_acknowledged(tmp_path):
+    """strace shows an fsync/fdatasync of the write-ahead log between one acknowledgement and the next."""
+    trace = tmp_path / "trace"
+    command = ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,write", "-o", str(trace),
+               sys.executable, "-c", WRITER, str(tmp_path / "fb.db")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0 and "ptrace" in result.stderr:
+        pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    calls = [line for line in trace.read_text().splitlines() if "fb.db-wal" in line or "acknowledged" in line]
+    synced, acknowledged = False, 0
+    for call in calls:
+        if "acknowledged" in call:
+            assert synced, "\n".join(calls)  # acknowledged without a sync of the log since the previous one
+            synced, acknowledged = False, acknowledged + 1
+        elif "sync(" in call:
+            synced = True
+    assert acknowledged == 5

@@ -174,7 +174,8 @@ def add_feedback_and_arena(app: FastAPI, server: Server, cfg: DictConfig, load: 
     add_feedback(app, server, store)
     arena = cfg.serve.get("arena")
     if arena and arena.get("contestants"):
-        if not 1 <= arena.max_tokens <= cfg.serve.max_tokens_limit:
-            raise ConfigError(f"serve.arena.max_tokens={arena.max_tokens}: must be 1 to serve.max_tokens_limit")
-        add_arena(app, server, contestants(arena, server, cfg.ckpt_path, load, store), store, arena.max_tokens)
+        if arena.max_tokens < 1:
+            raise ConfigError(f"serve.arena.max_tokens={arena.max_tokens}: must be >= 1")
+        max_tokens = min(arena.max_tokens, cfg.serve.max_tokens_limit)
+        add_arena(app, server, contestants(arena, server, cfg.ckpt_path, load, store), store, max_tokens)
     also_run(app, lambda: None, store.close)  # outermost: closed after every engine has stopped
