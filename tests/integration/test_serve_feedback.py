@@ -137,6 +137,7 @@ TRAIN = (
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_feedback_from_the_server_trains_sft_and_dpo(server, make_cfg, tmp_path):
     """Two sampled answers to each of eight prompts: the first rated 5, the second 1, and the first preferred."""
     base, store = server
