@@ -110,11 +110,32 @@ def test_the_arena_of_one_checkpoint_at_two_temperatures_rates_a_vote(checkpoint
     assert [(row["model"], row["rating"], row["games"]) for row in after] == [(winner, 1016.0, 1), (loser, 984.0, 1)]
 
 
+def test_bad_battles_get_a_clear_400(checkpoint, tmp_path):
+    bodies = [
+        b"{",
+        b"[]",
+        b"{}",
+        b'{"prompt": ""}',
+        b'{"prompt": 3}',
+        b'{"prompt": "x", "n": 2}',
+        json.dumps({"prompt": "word " * 80}).encode(),
+    ]  # fmt: skip  (the last is longer than the context)
+
+    async def conversation(client):
+        answers = [await client.post("/v1/arena/battle", content=body) for body in bodies]
+        return answers, (await client.get("/health")).json()["status"]
+
+    answers, health = talk(serve_cfg(checkpoint, tmp_path / "fb.db"), conversation)
+    assert [a.status_code for a in answers] == [400] * len(bodies), [a.text for a in answers]
+    assert all(a.json()["error"]["message"] for a in answers) and health == "ok"
+
+
 @pytest.mark.parametrize(
     ("contestants", "message"),
     [
         ([{"temperature": 0.7, "colour": "red"}, {}], "unexpected keyword argument 'colour'"),
         ([{"temperature": 0.7}], "at least two"),
+        ([{"temperature": 5.0}, {}], r"contestants\[0\]: temperature: Input should be less than or equal to 2"),
         ([{"name": "same"}, {"name": "same", "temperature": 1.0}], "different names"),
     ],
 )

@@ -19,13 +19,13 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmexp.errors import ConfigError
 from llmexp.serving.app import ApiError, Server, read_json, validate
 from llmexp.serving.feedback import CompletionHook, add_feedback, also_run, completion_recorder
 from llmexp.serving.feedback_store import FeedbackStore, latest
-from llmexp.serving.schemas import ChatCompletionRequest
+from llmexp.serving.schemas import ChatCompletionRequest, describe
 
 PAGE = Path(__file__).with_name("static") / "arena.html"
 START_RATING, K_FACTOR = 1000.0, 32.0
@@ -46,6 +46,12 @@ class ContestantEntry:
         extra = (f" top_p={self.top_p:g}" if self.top_p < 1 else "") + (f" top_k={self.top_k}" if self.top_k else "")
         return self.name or f"{model} t={self.temperature:g}{extra}"
 
+    def request(self, prompt: str, max_tokens: int) -> ChatCompletionRequest:
+        """`prompt` as a user message, sampled with this contestant's settings (checked as a request's are)."""
+        sampling = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        messages = [{"role": "user", "content": prompt}]
+        return ChatCompletionRequest.model_validate({"messages": messages, "max_tokens": max_tokens, **sampling})
+
 
 @dataclass
 class Contestant:
@@ -55,15 +61,26 @@ class Contestant:
     record: CompletionHook
 
 
-def contestants(arena: DictConfig, main: Server, main_path: str, load: Callable[[str], Server], store: FeedbackStore):
-    """The contestants of serve.arena, each checkpoint loaded once (the served one is not loaded again)."""
+def contestant_entries(arena: DictConfig) -> list[ContestantEntry]:
     entries = []
     for index, item in enumerate(OmegaConf.to_container(arena.contestants, resolve=True)):
+        where = f"serve.arena.contestants[{index}]"
         try:
-            entries.append(ContestantEntry(**item))
+            entry = ContestantEntry(**item)
+            entry.request("check", 1)
         except TypeError as err:
-            raise ConfigError(f"serve.arena.contestants[{index}]: {err} (keys: ckpt_path, name, temperature, "
-                              "top_p, top_k)") from None  # fmt: skip
+            raise ConfigError(f"{where}: {err} (keys: ckpt_path, name, temperature, top_p, top_k)") from None
+        except ValidationError as err:
+            raise ConfigError(f"{where}: {describe(err)[0]}") from None
+        entries.append(entry)
+    return entries
+
+
+def contestants(
+    arena: DictConfig, main: Server, main_path: str, load: Callable[[str], Server], store: FeedbackStore
+) -> list[Contestant]:
+    """The contestants of serve.arena, each checkpoint loaded once (the served one is not loaded again)."""
+    entries = contestant_entries(arena)
     servers = {str(Path(main_path).resolve()): main}
     players = []
     for entry in entries:
@@ -86,14 +103,10 @@ class BattleRequest(BaseModel):
 
 async def answer(player: Contestant, prompt: str, max_tokens: int) -> dict:
     """`player`'s answer to `prompt` as a user message (kept in the store like any chat completion)."""
-    server, entry = player.server, player.entry
-    messages = [{"role": "user", "content": prompt}]
-    rendered = server.chat.render_prompt(messages)
+    server = player.server
+    rendered = server.chat.render_prompt([{"role": "user", "content": prompt}])
     room = server.engine.room(len(server.tokenizer.encode(rendered) or [0]))
-    body = ChatCompletionRequest.model_validate(
-        {"messages": messages, "max_tokens": max(1, min(max_tokens, room)), "temperature": entry.temperature,
-         "top_p": entry.top_p, "top_k": entry.top_k}
-    )  # fmt: skip
+    body = player.entry.request(prompt, max(1, min(max_tokens, room)))
     choices = server.plan(body, [rendered], list(server.chat.stop))
     async for _ in server.pieces(choices, server.start(body, choices), time.perf_counter()):
         pass
