@@ -111,15 +111,8 @@ def test_the_arena_of_one_checkpoint_at_two_temperatures_rates_a_vote(checkpoint
 
 
 def test_bad_battles_get_a_clear_400(checkpoint, tmp_path):
-    bodies = [
-        b"{",
-        b"[]",
-        b"{}",
-        b'{"prompt": ""}',
-        b'{"prompt": 3}',
-        b'{"prompt": "x", "n": 2}',
-        json.dumps({"prompt": "word " * 80}).encode(),
-    ]  # fmt: skip  (the last is longer than the context)
+    too_long = json.dumps({"prompt": "word " * 80}).encode()  # more tokens than the model's context of 64
+    bodies = [b"{", b"[]", b"{}", b'{"prompt": ""}', b'{"prompt": 3}', b'{"prompt": "x", "n": 2}', too_long]
 
     async def conversation(client):
         answers = [await client.post("/v1/arena/battle", content=body) for body in bodies]
