@@ -12,7 +12,7 @@ import torch
 
 from command_line import run_command
 from llmexp.artifacts.inference import save_inference_checkpoint
-from llmexp.cli import convert, export, generate, prepare, serve, train
+from llmexp.cli import convert, export, feedback, generate, prepare, serve, train
 from llmexp.cli import eval as evaluate
 from llmexp.models.bert import BertConfig
 from llmexp.models.gpt import GPTConfig
@@ -27,6 +27,7 @@ PROGRAMS = {
     "llmexp-serve": serve.main,
     "llmexp-convert": convert.main,
     "llmexp-prepare": prepare.main,
+    "llmexp-feedback": feedback.main,
 }
 # What a run writes goes to the test's folder: Hydra's run folder, the tokenizer cache.
 WHERE = {
@@ -94,6 +95,7 @@ BAD = [
     ("llmexp-prepare name=x source.paths=[a] num_workers=-1", "num_workers=-1: must be an integer >= 0"),
     ("llmexp-prepare name=x source.paths=[a] pack.shard_tokens=0", "pack.shard_tokens=0: must be an integer >= 1"),
     ("llmexp-prepare name=x source.paths=[a] dedup.near.threshold=0", "dedup.near.threshold must be in (0, 1]"),
+    ("llmexp-feedback out={tmp}/pairs.jsonl min_rating=9", "min_rating=9: must be an integer in [1, 5]"),
 ]
 
 

@@ -15,7 +15,7 @@ from llmexp.config.ranges import SAMPLING, Range, allows, describe, for_path, fo
 from llmexp.errors import ConfigError
 from llmexp.models.generation import SamplingConfig
 
-ENTRY_POINTS = ("train", "generate", "evaluate", "export", "serve", "convert", "prepare")
+ENTRY_POINTS = ("train", "generate", "evaluate", "export", "serve", "convert", "prepare", "feedback")
 NOT_COMPOSED_ALONE = ("hydra", "hparams_search", "sweep")
 
 

@@ -246,6 +246,8 @@ BY_PATH: dict[str, Declared] = {
     "serve.max_connections": COUNT,
     "serve.request_timeout_s": POSITIVE,
     "serve.cpu_threads": COUNT_OR_NULL,
+    "serve.arena.max_tokens": COUNT,
+    "min_rating": Range(1, 5, kind=int),  # llmexp-feedback: ratings are 1 to 5
     "eval.limit": COUNT_OR_NULL,
     "eval.limit_batches": BATCHES,
     "eval.num_fewshot": NONNEGATIVE,
