@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from llmexp.config.overrides import compose_config
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOCAL_CLUSTER = Path(__file__).resolve().parents[1] / "slurm" / "local_cluster.sh"
+SLURM_LOCK = Path("/tmp/llmexp-slurm.lock")  # held by a test session for its cluster's whole life
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,13 +58,23 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[Path]:
-    """The real one-node SLURM cluster of slurm/local_cluster.sh: reused when one runs, else started (installing
-    slurm-wlm/munge with apt if needed) and stopped at the end. Skips unless root with SLURM or apt available."""
+def slurm_lock() -> Iterator[None]:
+    """Hold an exclusive lock on SLURM_LOCK for the rest of the session: one machine runs one SLURM cluster, so a
+    second test session (another checkout's suite) waits here rather than reconfiguring or stopping it mid-job.
+    Skips unless root with SLURM or apt available."""
     if os.geteuid() != 0:
         pytest.skip("starting the local SLURM cluster needs root")
     if not shutil.which("slurmctld") and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and apt-get is not available")
+    with open(SLURM_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(slurm_lock: None) -> Iterator[Path]:
+    """The real one-node SLURM cluster of slurm/local_cluster.sh: reused when one runs, else started (installing
+    slurm-wlm/munge with apt if needed) and stopped at the end."""
     running = subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True).returncode == 0
     if not running:
         result = subprocess.run([LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=900)
