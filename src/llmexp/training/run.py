@@ -32,6 +32,7 @@ from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.combinations import check_combination, model_family
 from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
+from llmexp.training.slurm import follow_slurm_layout
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
@@ -91,6 +92,7 @@ def close_loggers(trainer: L.Trainer) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
+    follow_slurm_layout(cfg)
     validate_config(cfg)
     silence_library_noise()
     run_dir = Path(cfg.paths.output_dir)
