@@ -30,6 +30,7 @@ from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.combinations import check_combination, model_family
+from llmexp.training.elastic import keep_global_batch
 from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
 from llmexp.training.slurm import follow_slurm_layout
@@ -98,6 +99,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
+    keep_global_batch(cfg, resume)
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
     family = run_family(cfg, resume, init)
     check_combination(cfg, family)
