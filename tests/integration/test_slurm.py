@@ -5,50 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from scale_helpers import read_rows
+from slurm_helpers import TINY, job_state, sbatch, wait_for
+from slurm_helpers import job_env as slurm_job_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = ("experiment=smoke", "callbacks=minimal", "trainer.accelerator=cpu", "eval.limit_batches=2")
 
 
 @pytest.fixture
 def job_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
-    """What the batch script and the jobs inherit (sbatch exports the submitting environment)."""
-    return {
-        **os.environ,
-        "LLMEXP_CACHE_DIR": str(cache_dir),
-        "LLMEXP_TRAIN": f"{sys.executable} -m llmexp.cli.train",
-        "LLMEXP_RUN_DIR": str(tmp_path / "run"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def sbatch(env: dict[str, str], out: Path, *args: str) -> subprocess.CompletedProcess:
-    command = ["sbatch", "--parsable", f"--output={out}", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-
-
-def job_state(job_id: str) -> str:
-    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-    return next((w.split("=", 1)[1] for w in shown.split() if w.startswith("JobState=")), "GONE")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    return slurm_job_env(tmp_path / "run", cache_dir)
 
 
 def test_sbatch_two_task_ddp_job_trains_to_completion(slurm_cluster, job_env, tmp_path):
