@@ -157,6 +157,7 @@ remove_network() {
     rm -rf "/etc/netns/$ns"
     log "removed network namespace $ns"
   done
+  rmdir /etc/netns 2>/dev/null || true  # only when nothing else keeps files there
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
 }
 

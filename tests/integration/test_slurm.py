@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scale_helpers import read_rows
-from slurm_helpers import TINY, job_state, sbatch, wait_for
+from slurm_helpers import TINY, assert_resumed_without_gap, preempted_job, sbatch
 from slurm_helpers import job_env as slurm_job_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -46,34 +45,11 @@ def test_sbatch_two_task_ddp_job_trains_to_completion(slurm_cluster, job_env, tm
 
 
 def test_preempted_job_checkpoints_requeues_and_resumes_with_a_continuous_step_count(slurm_cluster, job_env, tmp_path):
-    out, record, steps = tmp_path / "job.out", tmp_path / "steps.jsonl", 60
-    result = sbatch(
-        job_env,
-        out,
-        "--ntasks-per-node=1",
-        "slurm/train.sbatch",
-        *TINY,
-        f"trainer.max_steps={steps}",
-        "+callbacks.slow._target_=scale_helpers.SlowSteps",
-        "+callbacks.slow.seconds=0.2",
-        "+callbacks.record._target_=scale_helpers.RecordGlobalLoss",
-        f"+callbacks.record.path={record}",
+    record, steps = tmp_path / "steps.jsonl", 60
+    preempted_job(
+        job_env, tmp_path / "job.out", record, 10, ("--ntasks-per-node=1",), (*TINY, f"trainer.max_steps={steps}")
     )
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-    wait_for(lambda: record.exists() and len(read_rows(record)) >= 10, 600, "10 training steps")
-    subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before preempting
-    wait_for(lambda: job_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), 900, "the job to end")
-
-    log = out.read_text()
-    assert job_state(job_id) == "COMPLETED", log[-3000:]
-    assert f"Requeued SLURM job: {job_id}" in log and f"job {job_id} restart 1:" in log
-    rows = read_rows(record)
-    before = [r["step"] for r in rows if r["restart"] == 0]
-    after = [r["step"] for r in rows if r["restart"] == 1]
-    assert before == list(range(len(before))) and len(before) >= 10
-    assert 0 < after[0] <= before[-1] + 1, (before[-1], after[0])  # resumed, not restarted, and no gap
-    assert after == list(range(after[0], steps))
+    assert_resumed_without_gap(record, steps, at_least=10)
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["step"] == steps
     assert not list((tmp_path / "run").glob("hpc_ckpt_*.ckpt"))  # the requeue checkpoint is gone once finished

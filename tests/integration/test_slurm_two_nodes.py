@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scale_helpers import CURVE, CURVE_STEPS, read_losses, read_rows, record_loss
-from slurm_helpers import ENDED, TINY, job_env, job_field, job_state, sbatch, wait_for
+from scale_helpers import CURVE, CURVE_STEPS, read_losses, record_loss
+from slurm_helpers import (
+    ENDED,
+    TINY,
+    assert_resumed_without_gap,
+    job_env,
+    job_field,
+    job_state,
+    preempted_job,
+    sbatch,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.distributed]
 
@@ -89,34 +99,10 @@ def test_a_sweep_runs_each_trial_on_both_nodes_and_shows_its_jobs(slurm_two_node
 def test_a_two_node_job_sent_usr1_requeues_and_resumes_with_a_continuous_step_count(
     slurm_two_nodes, tmp_path, cache_dir
 ):
-    out, record, steps = tmp_path / "job.out", tmp_path / "steps.jsonl", 16
-    result = sbatch(
-        job_env(tmp_path / "run", cache_dir),
-        out,
-        "--nodes=2",
-        "--ntasks-per-node=1",
-        "slurm/train.sbatch",
-        *TINY,
-        "strategy=ddp",
-        "data.batch_size=4",
-        f"trainer.max_steps={steps}",
-        "+callbacks.slow._target_=scale_helpers.SlowSteps",
-        "+callbacks.slow.seconds=0.2",
-        *record_loss(record),
-    )
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-    wait_for(lambda: record.exists() and len(read_rows(record)) >= 5, 600, "5 training steps")
-    subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before preempting
-    wait_for(lambda: job_state(job_id) in ENDED, 900, "the job to end")
-
-    log = out.read_text()
-    assert job_state(job_id) == "COMPLETED", log[-3000:]
-    assert f"Requeued SLURM job: {job_id}" in log and f"job {job_id} restart 1: 2 node(s) x 1 task(s)" in log
-    rows = read_rows(record)
-    before = [r["step"] for r in rows if r["restart"] == 0]
-    after = [r["step"] for r in rows if r["restart"] == 1]
-    assert before == list(range(len(before))) and len(before) >= 5
-    assert 0 < after[0] <= before[-1] + 1, (before[-1], after[0])  # resumed, not restarted, and no gap
-    assert after == list(range(after[0], steps))
+    record, steps = tmp_path / "steps.jsonl", 16
+    options = ("--nodes=2", "--ntasks-per-node=1")
+    overrides = (*TINY, "strategy=ddp", "data.batch_size=4", f"trainer.max_steps={steps}")
+    log = preempted_job(job_env(tmp_path / "run", cache_dir), tmp_path / "job.out", record, 5, options, overrides)
+    assert "restart 1: 2 node(s) x 1 task(s)" in log
+    assert_resumed_without_gap(record, steps, at_least=5)
     assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["step"] == steps
