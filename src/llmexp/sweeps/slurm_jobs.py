@@ -45,9 +45,9 @@ class QueueWatcher(SlurmInfoWatcher):
         self._reported: dict[str, tuple[str, str]] = {}
 
     def _poll(self, main_ids: list[str]) -> dict[str, dict[str, str]] | None:
-        if self.accounting is not False:
-            command = self._make_command()
-            result = subprocess.run(command or [], capture_output=True, text=True, timeout=120)
+        command = self._make_command()  # sacct's, for the same jobs
+        if self.accounting is not False and command is not None:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
             if result.returncode == 0:
                 self.accounting = True
                 return self.read_info(result.stdout)
