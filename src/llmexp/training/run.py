@@ -32,8 +32,10 @@ from llmexp.tracking.secrets import REDACTED, redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
 from llmexp.training.callbacks.preemption import release_signals
 from llmexp.training.combinations import check_combination, model_family
+from llmexp.training.elastic import keep_global_batch
 from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
+from llmexp.training.slurm import follow_slurm_layout
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
@@ -115,11 +117,13 @@ def close_loggers(trainer: L.Trainer) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
+    follow_slurm_layout(cfg)
     validate_config(cfg)
     silence_library_noise()
     run_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
+    keep_global_batch(cfg, resume)
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
     refuse_overrides_ignored_by(cfg, ckpt_path, resume, init)
     family = run_family(cfg, resume, init)
