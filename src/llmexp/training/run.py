@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
@@ -93,7 +94,17 @@ def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: 
     elif init is not None:
         kept = {"model": init.model_config.to_dict(), **({"tokenizer": ANY} if init.tokenizer is not None else {})}
         source = f"init_from={cfg.init_from} brings the model's shape and its own tokenizer"
-        refuse_ignored_overrides(cfg, job_overrides(), kept, source, "drop the override")
+        refuse_ignored_overrides(_as_resolved(cfg, init), job_overrides(), kept, source, "drop the override")
+
+
+def _as_resolved(cfg: DictConfig, init) -> DictConfig:
+    """cfg with its model as the config class resolves it, the form init_from's config is saved in (`n_kv_head: null`
+    is saved as the head count it stands for, so `model=gpt_tiny` equals the weights it was trained as)."""
+    try:
+        model = instantiate(cfg.model, vocab_size=init.model_config.vocab_size).to_dict()
+    except (InstantiationException, TypeError, ValueError):  # not a model these weights can be: compared as written
+        return cfg
+    return OmegaConf.create({"model": model, "tokenizer": OmegaConf.to_container(cfg.get("tokenizer"), resolve=True)})
 
 
 def keep_chat_template(datamodule, saved: dict[str, Any]) -> None:
