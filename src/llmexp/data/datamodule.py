@@ -130,7 +130,7 @@ class CausalLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
-        accumulate = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)  # 1 outside a Lightning Trainer
         sampler = ResumableSampler(
             len(self.dataset("train")),
             self.seed,
