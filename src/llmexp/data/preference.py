@@ -9,13 +9,10 @@ Labels are -100 on the prompt, so log-probabilities count the reply's tokens onl
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
-from llmexp.data.records import sharded_loader, train_and_val_rows
+from llmexp.data.chat_rows import ChatRowsDataModule
 from llmexp.data.sft import IGNORE
 from llmexp.errors import DataError
 from llmexp.tokenizer import ChatTemplate, Tokenizer, TokenizerSpec
@@ -83,10 +80,11 @@ def collate_pairs(items: list[dict[str, dict[str, list[int]]]], pad_id: int) -> 
     return batch
 
 
-class PreferenceDataModule(L.LightningDataModule):
+class PreferenceDataModule(ChatRowsDataModule):
     """Preference pairs from a json/jsonl/csv/parquet file or a `datasets` name, rendered with `template`."""
 
     batch_kind = "preferences"
+    collate_examples = staticmethod(collate_pairs)
 
     def __init__(
         self,
@@ -101,27 +99,11 @@ class PreferenceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ):
-        super().__init__()
-        if block_size < 2 or batch_size < 1:
-            raise DataError(f"data.block_size must be >= 2 and data.batch_size >= 1 (got {block_size}, {batch_size})")
-        self.train_file, self.val_file, self.val_fraction = train_file, val_file, val_fraction
-        self.block_size, self.max_train_rows = block_size, max_train_rows
-        self.template = ChatTemplate.from_dict(template)
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
-        self.splits: dict[str, list[dict]] = {}
-        self._tokenizer: Tokenizer | None = None
-        self._prompts: list[str] = []
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            raise RuntimeError("call prepare() before using the data module")
-        return self._tokenizer
-
-    def _rows(self) -> dict[str, list[dict]]:
-        train, val = train_and_val_rows(self.train_file, self.val_file, self.val_fraction, self.seed)
-        return {"train": train[: self.max_train_rows], "val": val}
+        super().__init__(
+            train_file, val_file, val_fraction, block_size, template, max_train_rows, batch_size, val_batch_size,
+            num_workers, seed,
+        )  # fmt: skip
+        self._prompts: list[tuple[str, str]] = []
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:
         rows = self._rows()
@@ -155,18 +137,6 @@ class PreferenceDataModule(L.LightningDataModule):
         """The prompts of the first validation pairs: rendered (what the model continues) or, with `chat`, the bare
         user message (what `llmexp-generate chat=true` renders itself)."""
         return [message if chat else prompt for prompt, message in self._prompts[:count]]
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            raise RuntimeError("call prepare() before using the data module")
-        batcher = partial(collate_pairs, pad_id=self.tokenizer.eos_id)
-        return sharded_loader(self, self.splits[split], batch_size, shuffle, batcher, self.seed, self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size, shuffle=False)
 
     def fingerprint(self) -> str:
         return f"preference:{self.train_file}:{self.val_file}:{self.max_train_rows}:{self.block_size}"

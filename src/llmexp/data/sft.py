@@ -9,13 +9,10 @@ prompt. Packing puts several examples into one row of `block_size` tokens with `
 from __future__ import annotations
 
 import logging
-from functools import partial
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
-from llmexp.data.records import sharded_loader, train_and_val_rows
+from llmexp.data.chat_rows import ChatRowsDataModule
 from llmexp.errors import DataError
 from llmexp.tokenizer import ChatTemplate, Tokenizer, TokenizerSpec
 
@@ -99,10 +96,11 @@ def collate(items: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
     }
 
 
-class SFTDataModule(L.LightningDataModule):
+class SFTDataModule(ChatRowsDataModule):
     """Instruction or chat rows from json/jsonl/csv/parquet files or a `datasets` name."""
 
     batch_kind = "instructions"
+    collate_examples = staticmethod(collate)
 
     def __init__(
         self,
@@ -118,27 +116,12 @@ class SFTDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ):
-        super().__init__()
-        if block_size < 2 or batch_size < 1:
-            raise DataError(f"data.block_size must be >= 2 and data.batch_size >= 1 (got {block_size}, {batch_size})")
-        self.train_file, self.val_file, self.val_fraction = train_file, val_file, val_fraction
-        self.block_size, self.packing, self.max_train_rows = block_size, packing, max_train_rows
-        self.template = ChatTemplate.from_dict(template)
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
-        self.splits: dict[str, list[dict[str, list[int]]]] = {}
-        self._tokenizer: Tokenizer | None = None
+        super().__init__(
+            train_file, val_file, val_fraction, block_size, template, max_train_rows, batch_size, val_batch_size,
+            num_workers, seed,
+        )  # fmt: skip
+        self.packing = packing
         self._messages: list[str] = []
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        if self._tokenizer is None:
-            raise RuntimeError("call prepare() before using the data module")
-        return self._tokenizer
-
-    def _rows(self) -> dict[str, list[dict]]:
-        train, val = train_and_val_rows(self.train_file, self.val_file, self.val_fraction, self.seed)
-        return {"train": train[: self.max_train_rows], "val": val}
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:
         rows = self._rows()
@@ -170,18 +153,6 @@ class SFTDataModule(L.LightningDataModule):
         return [
             m if chat else self.template.render_prompt([{"role": "user", "content": m}]) for m in self._messages[:count]
         ]
-
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        if not self.splits:
-            raise RuntimeError("call prepare() before using the data module")
-        batcher = partial(collate, pad_id=self._tokenizer.eos_id)
-        return sharded_loader(self, self.splits[split], batch_size, shuffle, batcher, self.seed, self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size, shuffle=False)
 
     def fingerprint(self) -> str:
         return f"sft:{self.train_file}:{self.val_file}:{self.max_train_rows}:{self.block_size}:{self.packing}"
