@@ -80,8 +80,13 @@ check_python() {
 # $1: serve or train. Prints the cache folder holding that target's dependency wheels, building them once.
 dependency_wheels() {
   local key folder
-  key="$(cat docker/constraints.txt docker/requirements-serve.txt | sha256sum | cut -c1-16)-py$(python_version "$PYTHON")"
+  # The pins, and the indexes pip reads (PyPI's torch is the CUDA build, PyTorch's CPU index the CPU one).
+  key="$({ cat docker/constraints.txt docker/requirements-serve.txt; echo "${PIP_INDEX_URL:-} ${PIP_EXTRA_INDEX_URL:-}"; } |
+    sha256sum | cut -c1-16)-py$(python_version "$PYTHON")"
   folder="$CACHE/wheels/$key/$1"
+  # Wheels of pins unused for two weeks go; these are marked as used.
+  find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -mtime +14 -exec rm -rf {} + 2>/dev/null || true
+  mkdir -p "$CACHE/wheels/$key" && touch "$CACHE/wheels/$key"
   if [[ ! -f "$folder/.complete" ]]; then
     log "building the $1 dependency wheels into $folder (once for these pins)"
     rm -rf "$folder"

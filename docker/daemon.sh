@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A Docker daemon on this machine, for docker/build.sh and the tests marked `docker`. Needs root. Idempotent, like
-# slurm/local_cluster.sh: `start` reuses a daemon that answers and installs docker.io with apt only when it is missing;
-# `stop` stops only a daemon this script started (by its pid file).
+# A Docker daemon on this machine, for docker/build.sh and the tests marked `docker`. Needs root and Debian's docker.io
+# (`apt-get install -y docker.io`; .ci/run installs it). Idempotent, like slurm/local_cluster.sh: `start` reuses a
+# daemon that answers; `stop` stops only a daemon this script started (by its pid file).
 #
-#   docker/daemon.sh start     # install if needed, start dockerd (overlay2), wait until it answers
+#   docker/daemon.sh start     # start dockerd (overlay2), wait until it answers
 #   docker/daemon.sh status    # exit 0 when a daemon answers (prints its version and storage driver), 1 otherwise
 #   docker/daemon.sh stop
 #
@@ -19,22 +19,13 @@ die() { log "error: $*"; exit 1; }
 
 answers() { timeout 20 docker info >/dev/null 2>&1; }
 
-install_packages() {
-  command -v dockerd >/dev/null && command -v docker >/dev/null && return 0
-  command -v apt-get >/dev/null || die "docker.io is not installed and apt-get is not available"
-  log "installing docker.io with apt"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq docker.io >/dev/null
-}
-
 start() {
   if command -v docker >/dev/null && answers; then
     log "a daemon answers already"
     return 0
   fi
   [[ $(id -u) -eq 0 ]] || die "starting dockerd needs root"
-  install_packages
+  command -v dockerd >/dev/null || die "dockerd is not installed (apt-get install -y docker.io)"
   mkdir -p "$STATE_DIR"
   setsid dockerd --storage-driver=overlay2 --bridge=none --iptables=false --pidfile "$PIDFILE" \
     >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &

@@ -136,12 +136,16 @@ def test_a_one_line_code_change_rebuilds_only_the_llmexp_layer(serve_layers, tmp
             shutil.copy2(source, checkout / name)
     text = checkout / "src" / "llmexp" / "serving" / "text.py"
     text.write_text(text.read_text() + "# a one-line change\n")
-    changed = build_serve(checkout, f"{IMAGE}-changed")
+    image = f"{IMAGE}-changed"
+    try:
+        changed = build_serve(checkout, image)
+        installed = f"/opt/venv/lib/python3.11/site-packages/llmexp/serving/{text.name}"
+        tail = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "tail", f"{image}:serve", "-n", "1"]
+        last_line = subprocess.check_output([*tail, installed], text=True)
+    finally:
+        subprocess.run(["docker", "rmi", f"{image}:serve"], capture_output=True, timeout=120)
+    assert last_line == "# a one-line change\n"  # the change is in the image
     # The last two layers copy and install the llmexp wheel; every one before them (the base, Python, all the
     # dependencies) is the same layer, reused.
     assert len(changed) == len(serve_layers)
     assert changed[:-2] == serve_layers[:-2]
-    assert changed[-1] != serve_layers[-1]
-    installed = f"/opt/venv/lib/python3.11/site-packages/llmexp/serving/{text.name}"
-    tail = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "tail", f"{IMAGE}-changed:serve"]
-    assert subprocess.check_output([*tail, "-n", "1", installed], text=True) == "# a one-line change\n"
