@@ -54,8 +54,10 @@ def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, 
         assert json.loads((job / "final_metrics.json").read_text())["step"] == 6
         (offline,) = (job / "wandb").glob("offline-run-*")  # one logger run for both ranks
         assert read_wandb_run(offline).run["run_group"] == "ddp"
-    second_ranks = [p for p in (sweep / ".submitit").rglob("*_log.*") if "MEMBER: 2/2" in p.read_text()]
-    assert len(second_ranks) == 2  # each job ran its second DDP rank as a second SLURM task
+    logs = (sweep / ".submitit").rglob("*_log.*")
+    second_ranks = {p.name.split("_log.")[0] for p in logs if "MEMBER: 2/2" in p.read_text()}
+    # each job ran its second DDP rank as a second SLURM task (<job>_<array index>_<task>, in its .out or .err)
+    assert sorted(name.rsplit("_", 1)[1] for name in second_ranks) == ["1", "1"]
     summary = (sweep / "summary.md").read_text()
     assert "2 of 2 jobs ok" in summary and "Re-run: `llmexp-train" in summary
 

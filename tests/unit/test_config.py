@@ -16,7 +16,9 @@ PREPARE_ONLY = {
     "clean",
     "pii",
     "dedup",
+    "decontam",
     "pack",
+    "executor",
 }  # groups of conf/prepare.yaml (tests/unit/test_prepare_config.py)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in {"hydra", *PREPARE_ONLY})
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
