@@ -4,9 +4,10 @@
 #   docker/build.sh [serve|train|all]
 #
 # 1. The base: python:3.11-slim-bookworm when it is present or can be pulled; else (no registry, as here) a local
-#    Debian bookworm with Python made by debootstrap and `docker import`ed as llmexp-base:bookworm (root needed once).
+#    Debian bookworm with Python made by mmdebstrap and `docker import`ed as llmexp-base:bookworm (root needed once).
 # 2. The dependency wheels, built by this machine's pip (which may use a local mirror or a proxy that the build cannot)
-#    from docker/constraints.txt, kept in a cache folder keyed by the pins: a rebuild builds no wheel again.
+#    from docker/constraints.txt, kept in a cache folder keyed by the pins: a rebuild builds no wheel again. The
+#    build fetches them from a server on 127.0.0.1 that lives as long as this script (no layer holds a wheel).
 # 3. llmexp's own wheel (`pip wheel --no-deps .`, which also writes the lm-eval startup hook), then `docker build`.
 #
 # Environment:
@@ -14,8 +15,10 @@
 #   LLMEXP_DOCKER_BASE   the BASE build argument, chosen as in 1. when unset
 #   LLMEXP_DOCKER_DEPS   wheels (default: the build installs from the wheels of 2. and reads no index) or index (pip
 #                        inside the build uses the package index; for connected machines)
+#   LLMEXP_DOCKER_WHEELS_PORT  the port of the wheel server (default 38700; the same port every time, because its URL
+#                        is a build argument and a new one would rebuild the dependency layers)
 #   LLMEXP_DOCKER_CACHE  wheel and base cache (default ~/.cache/llmexp-docker)
-#   LLMEXP_DEBIAN_MIRROR the mirror debootstrap reads (default http://deb.debian.org/debian)
+#   LLMEXP_DEBIAN_MIRROR the mirror mmdebstrap reads (default http://deb.debian.org/debian)
 #   PYTHON               the Python that builds the wheels, of the image's minor version (default python3)
 set -euo pipefail
 shopt -s inherit_errexit
@@ -23,34 +26,36 @@ cd "$(dirname "$0")/.."
 
 IMAGE="${LLMEXP_DOCKER_IMAGE:-llmexp}"
 DEPS="${LLMEXP_DOCKER_DEPS:-wheels}"
+PORT="${LLMEXP_DOCKER_WHEELS_PORT:-38700}"
 CACHE="${LLMEXP_DOCKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmexp-docker}"
 PYTHON="${PYTHON:-python3}"
 REGISTRY_BASE=python:3.11-slim-bookworm
 LOCAL_BASE=llmexp-base:bookworm
-BASE_PACKAGES=python3,python3-venv
+# The essential packages (no apt: the image installs nothing from Debian), Python with venv, useradd, and the C++
+# runtime that manylinux wheels (torch) expect of the system.
+BASE_PACKAGES=python3,python3-venv,passwd,libstdc++6
 
 log() { echo "build: $*" >&2; }
 die() { log "error: $*"; exit 2; }
 
 local_base() {
   docker image inspect "$LOCAL_BASE" >/dev/null 2>&1 && return 0
-  local tarball="$CACHE/base/bookworm-minbase-${BASE_PACKAGES//,/-}.tar"
+  local tarball="$CACHE/base/bookworm-essential-${BASE_PACKAGES//,/-}.tar"
   if [[ ! -f "$tarball" ]]; then
-    [[ $(id -u) -eq 0 ]] || die "no registry answers and making the local base (debootstrap) needs root"
-    if ! command -v debootstrap >/dev/null; then
-      command -v apt-get >/dev/null || die "no registry answers and debootstrap is not installed"
-      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    if ! command -v mmdebstrap >/dev/null; then
+      [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null ||
+        die "no registry answers and mmdebstrap is not installed (as root: apt-get install mmdebstrap)"
+      apt-get update -qq >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
     fi
     mkdir -p "$CACHE/base"
-    local root
-    root="$(mktemp -d "$CACHE/base/rootfs.XXXXXX")"
-    log "making the local base with debootstrap (a few minutes, once; log: $CACHE/base/debootstrap.log)"
-    debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" \
-      "${LLMEXP_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$CACHE/base/debootstrap.log" 2>&1 ||
-      die "debootstrap failed: $(tail -n 2 "$CACHE/base/debootstrap.log")"
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/{doc,man,locale}
-    tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf "$root"
+    log "making the local base with mmdebstrap (a minute, once; log: $CACHE/base/mmdebstrap.log)"
+    local drop=()
+    for folder in doc man locale info; do drop+=(--dpkgopt="path-exclude=/usr/share/$folder/*"); done
+    mmdebstrap --variant=essential --include="$BASE_PACKAGES" "${drop[@]}" bookworm "$tarball.tmp.tar" \
+      "${LLMEXP_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$CACHE/base/mmdebstrap.log" 2>&1 ||
+      die "mmdebstrap failed: $(tail -n 2 "$CACHE/base/mmdebstrap.log")"
+    mv "$tarball.tmp.tar" "$tarball"
   fi
   docker import "$tarball" "$LOCAL_BASE" >/dev/null
   log "imported $LOCAL_BASE from $tarball"
@@ -77,40 +82,39 @@ check_python() {
   [[ "$ours" == "$theirs" ]] || die "$PYTHON is Python $ours but $1 has $theirs: the wheels would not install there"
 }
 
-# $1: serve or train. Prints the cache folder holding that target's dependency wheels, building them once.
+# Prints the cache folder of the dependency wheels for these pins, building those of each target once.
 dependency_wheels() {
-  local key folder
+  local key folder target
   # The pins, and the indexes pip reads (PyPI's torch is the CUDA build, PyTorch's CPU index the CPU one).
   key="$({ cat docker/constraints.txt docker/requirements-serve.txt; echo "${PIP_INDEX_URL:-} ${PIP_EXTRA_INDEX_URL:-}"; } |
     sha256sum | cut -c1-16)-py$(python_version "$PYTHON")"
-  folder="$CACHE/wheels/$key/$1"
+  folder="$CACHE/wheels/$key"
   # Wheels of pins unused for two weeks go; these are marked as used.
   find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -mtime +14 -exec rm -rf {} + 2>/dev/null || true
-  mkdir -p "$CACHE/wheels/$key" && touch "$CACHE/wheels/$key"
-  if [[ ! -f "$folder/.complete" ]]; then
-    log "building the $1 dependency wheels into $folder (once for these pins)"
-    rm -rf "$folder"
+  mkdir -p "$folder" && touch "$folder"
+  for target in "${targets[@]}"; do
+    [[ -f "$folder/.complete-$target" ]] && continue
+    log "building the $target dependency wheels into $folder (once for these pins)"
     local requirements=(-r docker/constraints.txt)
-    [[ "$1" == serve ]] && requirements=(-c docker/constraints.txt -r docker/requirements-serve.txt)
+    [[ "$target" == serve ]] && requirements=(-c docker/constraints.txt -r docker/requirements-serve.txt)
     "$PYTHON" -m pip wheel -q -w "$folder" "${requirements[@]}" 2> >(grep -v "^WARNING: " >&2)
-    touch "$folder/.complete"
-  fi
+    touch "$folder/.complete-$target"
+  done
   echo "$folder"
 }
 
-# Fill docker/wheels/<target>/ (what the build context carries) with hard links, or copies across file systems.
-stage_wheels() {
-  local target
-  for target in serve train; do
-    find "docker/wheels/$target" -name '*.whl' -delete
-    if [[ "$DEPS" == wheels && " ${targets[*]} " == *" $target "* ]]; then
-      local folder
-      folder="$(dependency_wheels "$target")"
-      cp -l "$folder"/*.whl "docker/wheels/$target/" 2>/dev/null || cp "$folder"/*.whl "docker/wheels/$target/"
-    fi
+# Serve the wheel folder $1 on 127.0.0.1:$PORT until this script exits.
+serve_wheels() {
+  "$PYTHON" -u -m http.server "$PORT" --bind 127.0.0.1 --directory "$1" >"$CACHE/wheel-server.log" 2>&1 &
+  local server=$!
+  trap 'kill '"$server"' 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    grep -q "^Serving HTTP" "$CACHE/wheel-server.log" && return 0
+    kill -0 "$server" 2>/dev/null ||
+      die "the wheel server cannot listen on 127.0.0.1:$PORT ($(tail -n 1 "$CACHE/wheel-server.log")); set LLMEXP_DOCKER_WHEELS_PORT"
+    sleep 0.1
   done
-  find docker/wheels/llmexp -name '*.whl' -delete
-  "$PYTHON" -m pip wheel -q --no-deps -w docker/wheels/llmexp . 2> >(grep -v "^WARNING: " >&2)
+  die "the wheel server did not start within 10 s (log: $CACHE/wheel-server.log)"
 }
 
 case "${1:-all}" in
@@ -122,13 +126,19 @@ esac
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (as root, docker/daemon.sh start starts one)"
 
 base="$(choose_base)"
-[[ "$DEPS" == wheels ]] && check_python "$base"
-stage_wheels
+mkdir -p "$CACHE"
+build_args=(--build-arg BASE="$base")
+if [[ "$DEPS" == wheels ]]; then
+  check_python "$base"
+  serve_wheels "$(dependency_wheels)"
+  build_args+=(--build-arg WHEELS="http://127.0.0.1:$PORT/")
+fi
+find docker/wheels/llmexp -name '*.whl' -delete
+"$PYTHON" -m pip wheel -q --no-deps -w docker/wheels/llmexp . 2> >(grep -v "^WARNING: " >&2)
 for target in "${targets[@]}"; do
   log "docker build --target $target ($base, dependencies from ${DEPS})"
-  # Host network: the daemon of docker/daemon.sh has no bridge; only LLMEXP_DOCKER_DEPS=index needs a network at all.
-  mkdir -p "$CACHE"
-  if ! docker build -f docker/Dockerfile --network host --build-arg BASE="$base" --target "$target" \
+  # Host network: the build reaches the wheel server on 127.0.0.1, and the daemon of docker/daemon.sh has no bridge.
+  if ! docker build --force-rm -f docker/Dockerfile --network host "${build_args[@]}" --target "$target" \
     -t "$IMAGE:$target" . >"$CACHE/build-$target.log" 2>&1; then
     tail -n 25 "$CACHE/build-$target.log" >&2
     die "docker build --target $target failed (whole log: $CACHE/build-$target.log)"

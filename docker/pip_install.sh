@@ -1,14 +1,14 @@
 #!/bin/sh
 # Installs inside the image (docker/Dockerfile runs it as llmexp-pip-install).
-#   llmexp-pip-install deps WHEELS PIP-ARGS...   from the wheel folder WHEELS when it holds wheels (no index at all),
-#                                                else from the package index
-#   llmexp-pip-install llmexp DIR                the llmexp wheel in DIR, without dependencies (the stage has them)
+#   llmexp-pip-install deps URL PIP-ARGS...   from the wheel folder at URL when one is given (no index at all),
+#                                             else (URL empty) from the package index
+#   llmexp-pip-install llmexp DIR             the llmexp wheel in DIR, without dependencies (the stage has them)
 set -eu
 case "$1" in
 deps)
     wheels=$2
     shift 2
-    if ls "$wheels"/*.whl >/dev/null 2>&1; then
+    if [ -n "$wheels" ]; then
         pip install --no-index --find-links "$wheels" "$@"
     else
         pip install "$@"
@@ -23,7 +23,7 @@ llmexp)
     rm -rf "$2"
     ;;
 *)
-    echo "usage: llmexp-pip-install deps WHEELS PIP-ARGS... | llmexp DIR" >&2
+    echo "usage: llmexp-pip-install deps URL PIP-ARGS... | llmexp DIR" >&2
     exit 2
     ;;
 esac
