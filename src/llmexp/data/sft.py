@@ -144,6 +144,11 @@ class SFTDataModule(L.LightningDataModule):
             val = read_records(self.val_file, "validation", "data.val_file")
         else:
             cut = max(1, int(len(train) * self.val_fraction))
+            if len(train) <= cut:
+                raise DataError(
+                    f"data.train_file: {len(train)} row(s) leave none to train on after holding out "
+                    f"{cut} for validation (data.val_fraction={self.val_fraction}); give more rows or data.val_file"
+                )
             val, train = train[:cut], train[cut:]
         return {"train": train[: self.max_train_rows], "val": val}
 

@@ -93,6 +93,7 @@ class Server:
         self.engine, self.tokenizer, self.settings, self.chat = engine, tokenizer, settings, chat
         self.metrics = ServerMetrics()
         engine.on_batch = self.metrics.observe_batch
+        self.on_complete = None  # async (id, body, choices) -> None, called with each answer (serving.feedback)
 
     def plan(self, body: SamplingFields, prompts: list[str], default_stops: list[str]) -> list[Choice]:
         """One Choice per prompt and sample, after checking that each fits the limits and the model's context."""
@@ -240,12 +241,14 @@ def create_app(server: Server) -> FastAPI:
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         head = {"id": ident, "created": int(time.time()), "model": settings.model_name}
         if body.stream:
-            return StreamingResponse(stream(request, head, choices, pieces, chat), media_type="text/event-stream")
+            return StreamingResponse(stream(request, head, body, choices, pieces, chat), media_type="text/event-stream")
         async for _ in pieces:
             pass
         failed = [c.error for c in choices if c.error]
         if failed:
             raise ApiError(500, f"generation failed: {failed[0]}", kind="server_error")
+        if server.on_complete:
+            await server.on_complete(ident, body, choices)
         record(request, 200)
         if chat:
             out = [{"index": c.index, "message": {"role": "assistant", "content": c.text.text}} for c in choices]
@@ -256,7 +259,9 @@ def create_app(server: Server) -> FastAPI:
         kind = "chat.completion" if chat else "text_completion"
         return {**head, "object": kind, "choices": out, "usage": _usage(choices)}
 
-    async def stream(request: Request, head: dict, choices: list[Choice], pieces, chat: bool) -> AsyncIterator[bytes]:
+    async def stream(
+        request: Request, head: dict, body: SamplingFields, choices: list[Choice], pieces, chat: bool
+    ) -> AsyncIterator[bytes]:
         obj = "chat.completion.chunk" if chat else "text_completion"
 
         def chunk(index: int, text: str | None, finish: str | None, role: bool = False) -> bytes:
@@ -281,6 +286,8 @@ def create_app(server: Server) -> FastAPI:
                     yield chunk(choice.index, text, None)
                 if finish:
                     yield chunk(choice.index, None, finish)
+            if server.on_complete and status == 200:
+                await server.on_complete(head["id"], body, choices)
             yield _sse("[DONE]")
         except ApiError as err:
             status = err.status
