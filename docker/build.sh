@@ -8,7 +8,7 @@
 # 2. The dependency wheels, built by this machine's pip (which may use a local mirror or a proxy that the build cannot)
 #    from docker/constraints.txt, kept in a cache folder keyed by the pins: a rebuild builds no wheel again. The
 #    build fetches them from a server on 127.0.0.1 that lives as long as this script (no layer holds a wheel).
-# 3. llmexp's own wheel (`pip wheel --no-deps .`, which also writes the lm-eval startup hook), then `docker build`.
+# 3. llmexp's own wheel (`pip wheel --no-deps`, which also writes the lm-eval startup hook), then `docker build`.
 #
 # Environment:
 #   LLMEXP_DOCKER_IMAGE  image name, tagged :serve and :train (default llmexp)
@@ -117,6 +117,17 @@ serve_wheels() {
   die "the wheel server did not start within 10 s (log: $CACHE/wheel-server.log)"
 }
 
+# llmexp's wheel into docker/wheels/llmexp/, built from a clean copy of the sources: no stale build/ folder adds
+# deleted modules, and nothing is written here while a `pip install -e .` may run (.ci/run builds during its install).
+llmexp_wheel() {
+  local tree
+  tree="$(mktemp -d)"
+  tar -c --exclude='*.egg-info' --exclude=__pycache__ pyproject.toml setup.py README.md src | tar -x -C "$tree"
+  find docker/wheels/llmexp -name '*.whl' -delete
+  "$PYTHON" -m pip wheel -q --no-deps -w docker/wheels/llmexp "$tree" 2> >(grep -v "^WARNING: " >&2)
+  rm -rf "$tree"
+}
+
 case "${1:-all}" in
   serve | train) targets=("$1") ;;
   all) targets=(serve train) ;;
@@ -133,8 +144,7 @@ if [[ "$DEPS" == wheels ]]; then
   serve_wheels "$(dependency_wheels)"
   build_args+=(--build-arg WHEELS="http://127.0.0.1:$PORT/")
 fi
-find docker/wheels/llmexp -name '*.whl' -delete
-"$PYTHON" -m pip wheel -q --no-deps -w docker/wheels/llmexp . 2> >(grep -v "^WARNING: " >&2)
+llmexp_wheel
 for target in "${targets[@]}"; do
   log "docker build --target $target ($base, dependencies from ${DEPS})"
   # Host network: the build reaches the wheel server on 127.0.0.1, and the daemon of docker/daemon.sh has no bridge.

@@ -36,7 +36,7 @@ start() {
     fi
     sleep 1
   done
-  die "dockerd did not answer within 60 s: $(tail -n 3 "$STATE_DIR/dockerd.log")"
+  die "dockerd did not answer within 60 s (log: $STATE_DIR/dockerd.log): $(tail -n 1 "$STATE_DIR/dockerd.log")"
 }
 
 stop() {

@@ -3,7 +3,7 @@ image serves a tiny exported checkpoint over HTTP on 127.0.0.1, and a one-line c
 
 Needs a Docker daemon: the one that answers, else docker/daemon.sh starts one as root; skipped where neither works.
 The base image, the wheels and Docker's layer cache persist between runs (docker/build.sh's cache), so a second run
-builds only the llmexp layer."""
+builds only the llmexp layers (.ci/run builds the image while it installs, so CI's run is such a second run)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def docker_daemon() -> Iterator[None]:
         pytest.skip("no Docker daemon answers, and starting one needs root")
     result = subprocess.run([DAEMON, "start"], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
-        pytest.skip(f"no Docker daemon could be started: {result.stderr.strip()[-500:]}")
+        reason = (result.stderr.strip().splitlines() or ["docker/daemon.sh start failed"])[-1]
+        pytest.skip(f"no Docker daemon could be started: {reason}")
     yield
     subprocess.run([DAEMON, "stop"], capture_output=True, timeout=120)
 
