@@ -62,8 +62,10 @@ async def read_json(request: Request, limit: int) -> object:
         raise ApiError(400, "request body is empty; send a JSON object")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, f"request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply to be a request") from None
+    except ValueError as err:  # not JSON, not UTF-8, or an integer longer than Python converts
+        raise ApiError(400, f"request body is not valid JSON: {str(err)[:200]}") from None
 
 
 def validate(model: type[BaseModel], data: object) -> BaseModel:
@@ -74,6 +76,8 @@ def validate(model: type[BaseModel], data: object) -> BaseModel:
     except ValidationError as err:
         message, param = describe(err)
         raise ApiError(400, message, param) from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply to be a request") from None
 
 
 class Choice:
@@ -262,7 +266,11 @@ def create_app(server: Server) -> FastAPI:
     async def stream(
         request: Request, head: dict, body: SamplingFields, choices: list[Choice], pieces, chat: bool
     ) -> AsyncIterator[bytes]:
+        """SSE chunks; with stream_options.include_usage each says "usage": null and a last one, with no choices,
+        carries the usage."""
         obj = "chat.completion.chunk" if chat else "text_completion"
+        usage = body.include_usage
+        head = {**head, "usage": None} if usage else head
 
         def chunk(index: int, text: str | None, finish: str | None, role: bool = False) -> bytes:
             if chat:
@@ -286,6 +294,8 @@ def create_app(server: Server) -> FastAPI:
                     yield chunk(choice.index, text, None)
                 if finish:
                     yield chunk(choice.index, None, finish)
+            if usage:
+                yield _sse({**head, "object": obj, "choices": [], "usage": _usage(choices)})
             if server.on_complete and status == 200:
                 await server.on_complete(head["id"], body, choices)
             yield _sse("[DONE]")
