@@ -4,7 +4,7 @@
 #   docker/build.sh [serve|train|all]
 #
 # 1. The base: python:3.11-slim-bookworm when it is present or can be pulled; else (no registry, as here) a local
-#    Debian bookworm with Python made by mmdebstrap and `docker import`ed as llmexp-base:bookworm (root needed once).
+#    one made of this Debian machine's own packages (Python, venv) and `docker import`ed as llmexp-base:local.
 # 2. The dependency wheels, built by this machine's pip (which may use a local mirror or a proxy that the build cannot)
 #    from docker/constraints.txt, kept in a cache folder keyed by the pins: a rebuild builds no wheel again. The
 #    build fetches them from a server on 127.0.0.1 that lives as long as this script (no layer holds a wheel).
@@ -18,7 +18,6 @@
 #   LLMEXP_DOCKER_WHEELS_PORT  the port of the wheel server (default 38700; the same port every time, because its URL
 #                        is a build argument and a new one would rebuild the dependency layers)
 #   LLMEXP_DOCKER_CACHE  wheel and base cache (default ~/.cache/llmexp-docker)
-#   LLMEXP_DEBIAN_MIRROR the mirror mmdebstrap reads (default http://deb.debian.org/debian)
 #   PYTHON               the Python that builds the wheels, of the image's minor version (default python3)
 set -euo pipefail
 shopt -s inherit_errexit
@@ -30,37 +29,38 @@ PORT="${LLMEXP_DOCKER_WHEELS_PORT:-38700}"
 CACHE="${LLMEXP_DOCKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llmexp-docker}"
 PYTHON="${PYTHON:-python3}"
 REGISTRY_BASE=python:3.11-slim-bookworm
-LOCAL_BASE=llmexp-base:bookworm
-# The essential packages (no apt: the image installs nothing from Debian), Python with venv, useradd, and the C++
-# runtime that manylinux wheels (torch) expect of the system.
-BASE_PACKAGES=python3,python3-venv,passwd,libstdc++6
+LOCAL_BASE=llmexp-base:local
+# The packages of the local base and everything they depend on: Python with venv, useradd (and login.defs), a shell,
+# coreutils, the C++ runtime that manylinux wheels (torch) expect of the system.
+BASE_PACKAGES=(python3 python3-venv passwd login dash coreutils libc-bin libstdc++6 base-files base-passwd)
 
 log() { echo "build: $*" >&2; }
 die() { log "error: $*"; exit 2; }
 
+# A base made of this machine's own Debian packages: the files dpkg lists for BASE_PACKAGES and their dependencies,
+# under merged-/usr paths, with Debian's stock users and groups (base-passwd's masters, not this machine's). No
+# download and no root: seconds, where debootstrap or mmdebstrap took one to five minutes here (BENCHMARKS.md).
 local_base() {
   docker image inspect "$LOCAL_BASE" >/dev/null 2>&1 && return 0
-  local tarball="$CACHE/base/bookworm-essential-${BASE_PACKAGES//,/-}.tar"
-  if [[ ! -f "$tarball" ]]; then
-    if ! command -v mmdebstrap >/dev/null; then
-      [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null ||
-        die "no registry answers and mmdebstrap is not installed (as root: apt-get install mmdebstrap)"
-      apt-get update -qq >/dev/null &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
-    fi
-    mkdir -p "$CACHE/base"
-    log "making the local base with mmdebstrap (a minute, once; log: $CACHE/base/mmdebstrap.log)"
-    # dpkg without an fsync per file (a throwaway tree, tarred at the end): beside other disk writers, as in .ci/run
-    # during its install, those fsyncs made mmdebstrap take minutes instead of one.
-    local options=(--dpkgopt=force-unsafe-io)
-    for folder in doc man locale info; do options+=(--dpkgopt="path-exclude=/usr/share/$folder/*"); done
-    mmdebstrap --variant=essential --include="$BASE_PACKAGES" "${options[@]}" bookworm "$tarball.tmp.tar" \
-      "${LLMEXP_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$CACHE/base/mmdebstrap.log" 2>&1 ||
-      die "mmdebstrap failed: $(tail -n 2 "$CACHE/base/mmdebstrap.log")"
-    mv "$tarball.tmp.tar" "$tarball"
-  fi
-  docker import "$tarball" "$LOCAL_BASE" >/dev/null
-  log "imported $LOCAL_BASE from $tarball"
+  dpkg-query -W -f '${Status}' python3-venv 2>/dev/null | grep -q "ok installed" ||
+    die "no registry answers, and no Debian python3-venv here to make a local base of" \
+      "(install it, or set LLMEXP_DOCKER_BASE)"
+  local packages skeleton archive
+  packages="$(apt-cache depends --recurse --installed --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances "${BASE_PACKAGES[@]}" 2>/dev/null | grep -v '^[ <]' | sort -u)"
+  skeleton="$(mktemp -d)" archive="$(mktemp "$CACHE/base.XXXXXX.tar")"
+  (cd "$skeleton" && mkdir -p usr/bin usr/sbin usr/lib usr/lib64 etc home run var && mkdir -m 700 root &&
+    mkdir -m 1777 tmp var/tmp && for folder in bin sbin lib lib64; do ln -s "usr/$folder" "$folder"; done &&
+    cp /usr/share/base-passwd/passwd.master etc/passwd && cp /usr/share/base-passwd/group.master etc/group)
+  tar -C "$skeleton" -cf "$archive" .
+  # Names, not symlink targets, move under usr/ (S); a host without merged /usr gives the same tree.
+  # shellcheck disable=SC2086  # one package name per word
+  dpkg-query -L $packages 2>/dev/null | sort -u | while read -r path; do
+    if [[ (-f "$path" || -L "$path") && ! -d "$path" ]]; then echo "${path#/}"; fi
+  done | tar -C / -rf "$archive" --no-recursion --transform 's,^\(bin\|sbin\|lib\|lib64\)/,usr/\1/,S' -T -
+  docker import "$archive" "$LOCAL_BASE" >/dev/null
+  rm -rf "$skeleton" "$archive"
+  log "made $LOCAL_BASE from this machine's Debian packages ($(wc -w <<<"$packages") of them)"
 }
 
 choose_base() {
@@ -88,8 +88,8 @@ check_python() {
 dependency_wheels() {
   local key folder target
   # The pins, and the indexes pip reads (PyPI's torch is the CUDA build, PyTorch's CPU index the CPU one).
-  key="$({ cat docker/constraints.txt docker/requirements-serve.txt; echo "${PIP_INDEX_URL:-} ${PIP_EXTRA_INDEX_URL:-}"; } |
-    sha256sum | cut -c1-16)-py$(python_version "$PYTHON")"
+  key="$({ cat docker/constraints.txt docker/requirements-serve.txt
+    echo "${PIP_INDEX_URL:-} ${PIP_EXTRA_INDEX_URL:-}"; } | sha256sum | cut -c1-16)-py$(python_version "$PYTHON")"
   folder="$CACHE/wheels/$key"
   # Wheels of pins unused for two weeks go; these are marked as used.
   find "$CACHE/wheels" -mindepth 1 -maxdepth 1 -mtime +14 -exec rm -rf {} + 2>/dev/null || true
@@ -113,7 +113,8 @@ serve_wheels() {
   for _ in $(seq 100); do
     grep -q "^Serving HTTP" "$CACHE/wheel-server.log" && return 0
     kill -0 "$server" 2>/dev/null ||
-      die "the wheel server cannot listen on 127.0.0.1:$PORT ($(tail -n 1 "$CACHE/wheel-server.log")); set LLMEXP_DOCKER_WHEELS_PORT"
+      die "the wheel server cannot listen on 127.0.0.1:$PORT ($(tail -n 1 "$CACHE/wheel-server.log"));" \
+        "set LLMEXP_DOCKER_WHEELS_PORT"
     sleep 0.1
   done
   die "the wheel server did not start within 10 s (log: $CACHE/wheel-server.log)"
@@ -138,8 +139,8 @@ esac
 [[ "$DEPS" == wheels || "$DEPS" == index ]] || die "LLMEXP_DOCKER_DEPS=$DEPS: expected wheels or index"
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (as root, docker/daemon.sh start starts one)"
 
-base="$(choose_base)"
 mkdir -p "$CACHE"
+base="$(choose_base)"
 build_args=(--build-arg BASE="$base")
 if [[ "$DEPS" == wheels ]]; then
   check_python "$base"
