@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmexp.artifacts.checkpoint import (
-    AtomicCheckpointIO,
     atomic_save,
     newest_valid_checkpoint,
     read_checkpoint,
@@ -26,6 +25,7 @@ from llmexp.tasks.causal_lm import CausalLMTask
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 from llmexp.tokenizer.trainers import load_pretrained
 from llmexp.training.callbacks.resume_checkpoint import ResumeCheckpoint
+from llmexp.training.trainer import AtomicCheckpointIO
 
 
 def _checkpoint(step: int) -> dict:

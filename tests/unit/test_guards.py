@@ -10,11 +10,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers import InjectNaN
-from llmexp.artifacts.checkpoint import AtomicCheckpointIO, read_checkpoint
+from llmexp.artifacts.checkpoint import read_checkpoint
 from llmexp.models.gpt import GPTConfig
 from llmexp.tasks.causal_lm import CausalLMTask
 from llmexp.training.callbacks.guards import DivergenceGuard, TrainingDivergedError
 from llmexp.training.callbacks.resume_checkpoint import ResumeCheckpoint
+from llmexp.training.trainer import AtomicCheckpointIO
 
 
 def _batches(n: int = 64) -> DataLoader:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import xxhash
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from llmexp.artifacts.safe_load import load_file
 from llmexp.artifacts.sharded import read_sharded_metadata
@@ -95,21 +94,6 @@ def atomic_save(checkpoint: dict[str, Any], path: str | Path) -> None:
 def save_digested(checkpoint: dict[str, Any], path: str | Path) -> None:
     """Every llmexp checkpoint file is written this way: the digest of its content inside, then `atomic_save`."""
     atomic_save({**checkpoint, INTEGRITY_KEY: content_digest(checkpoint)}, path)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint IO with atomic, digested writes and safe, verified reads."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if "://" in str(path):  # remote storage: Lightning's own transactional write
-            super().save_checkpoint(checkpoint, path, storage_options)
-            return
-        save_digested(checkpoint, path)
-
-    def load_checkpoint(
-        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
-    ) -> dict[str, Any]:
-        return read_checkpoint(path, map_location=map_location or "cpu", require_metadata=False)
 
 
 def read_checkpoint(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -13,10 +14,25 @@ from lightning.pytorch.strategies import Strategy
 from omegaconf import DictConfig
 from torch import nn
 
-from llmexp.artifacts.checkpoint import AtomicCheckpointIO
+from llmexp.artifacts.checkpoint import read_checkpoint, save_digested
 from llmexp.config.hardware import check_precision
 from llmexp.training.elastic import DataLayout
 from llmexp.training.strategies import build_strategy
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with atomic, digested writes and safe, verified reads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote storage: Lightning's own transactional write
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        save_digested(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return read_checkpoint(path, map_location=map_location or "cpu", require_metadata=False)
 
 
 def resolve_precision(precision: str | int, accelerator: str) -> str | int:
