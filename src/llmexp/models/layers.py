@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,28 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x * cos + rotated * sin).to(x.dtype)
 
 
+class RowStarts(NamedTuple):
+    """Where a one-token step of rows with different lengths writes: column `index[b]` of row b. Keys are read up to
+    column `end` (one past the longest row)."""
+
+    index: torch.Tensor
+    end: int
+
+
+def stack_rows(first: torch.Tensor, second: torch.Tensor, dim: int) -> torch.Tensor:
+    """Rows of `first` then rows of `second` (dim 0), the shorter one zero-padded along `dim` to the longer."""
+    width = max(first.shape[dim], second.shape[dim])
+    padded = []
+    for tensor in (first, second):
+        missing = width - tensor.shape[dim]
+        if missing:
+            shape = list(tensor.shape)
+            shape[dim] = missing
+            tensor = torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
+        padded.append(tensor)
+    return torch.cat(padded)
+
+
 class LayerKVCache:
     """Keys and values of one attention layer for positions already seen, preallocated to the maximum length."""
 
@@ -46,11 +69,65 @@ class LayerKVCache:
         self.k = torch.zeros(batch, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, k: torch.Tensor, v: torch.Tensor, start: int | RowStarts) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(start, RowStarts):  # one new token per row, each at its own column
+            rows = torch.arange(k.shape[0], device=k.device)
+            self.k[rows, :, start.index] = k[:, :, 0]
+            self.v[rows, :, start.index] = v[:, :, 0]
+            return self.k[:, :, : start.end], self.v[:, :, : start.end]
         end = start + k.shape[2]
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         return self.k[:, :, :end], self.v[:, :, :end]
+
+    def keep(self, index: torch.Tensor) -> None:
+        self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
+    def extend(self, other: LayerKVCache) -> None:
+        self.k, self.v = stack_rows(self.k, other.k, dim=2), stack_rows(self.v, other.v, dim=2)
+
+
+class RowCache:
+    """The KV cache of a batch of rows that join and leave between decoding steps (a server's running batch).
+    Rows that joined together share a length; rows of different lengths write each new token at their own column
+    (`starts` gives a `RowStarts`), so a row never waits for, or is padded to, another. `keep` drops rows, `extend`
+    appends the rows of another cache (their prompts read into it); both copy the cache once."""
+
+    def __init__(self, layers: list[LayerKVCache], batch: int):
+        self.layers, self.lengths = layers, [0] * batch
+
+    def starts(self, seq: int) -> int | RowStarts:
+        """Where the next `seq` tokens of every row go: one column when all rows have the same length."""
+        if len(set(self.lengths)) <= 1:
+            return self.lengths[0] if self.lengths else 0
+        if seq != 1:
+            raise ValueError("rows of different lengths take one token per step")
+        index = torch.tensor(self.lengths, device=self.layers[0].k.device)
+        return RowStarts(index, max(self.lengths) + 1)
+
+    def advance(self, seq: int) -> None:
+        self.lengths = [length + seq for length in self.lengths]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep these rows, in this order."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.layers[0].k.device)
+        for layer in self.layers:
+            layer.keep(index)
+        self.lengths = [self.lengths[i] for i in rows]
+        self.keep_extra(index)
+
+    def extend(self, other: RowCache) -> None:
+        """Append the rows of `other` (a cache of the same model)."""
+        for mine, theirs in zip(self.layers, other.layers, strict=True):
+            mine.extend(theirs)
+        self.lengths = self.lengths + other.lengths
+        self.extend_extra(other)
+
+    def keep_extra(self, index: torch.Tensor) -> None:
+        """What a model's cache holds per row beyond keys and values."""
+
+    def extend_extra(self, other: RowCache) -> None:
+        """What a model's cache holds per row beyond keys and values."""
 
 
 class Attention(nn.Module):
@@ -71,7 +148,7 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         cache: LayerKVCache | None = None,
-        cache_start: int = 0,
+        cache_start: int | RowStarts = 0,
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q, k, v = self.qkv(x).split(
@@ -156,7 +233,7 @@ class MultiHeadAttention(nn.Module):
         bias: torch.Tensor | None = None,
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: LayerKVCache | None = None,
-        cache_start: int = 0,
+        cache_start: int | RowStarts = 0,
     ) -> torch.Tensor:
         """`mask` is boolean [B, 1, Tq, Tk] (True = may attend); `bias` is additive [B or 1, H, Tq, Tk]."""
         batch, seq, _ = x.shape
@@ -244,10 +321,12 @@ class RelativePositionBias(nn.Module):
         large = large.clamp(max=num_buckets - 1)
         return buckets + torch.where(relative < max_exact, relative, large)
 
-    def forward(self, q_len: int, k_len: int, q_start: int = 0) -> torch.Tensor:
-        """Additive bias [1, H, q_len, k_len] for queries at positions q_start.. and keys at 0..k_len-1."""
+    def forward(self, q_len: int, k_len: int, q_start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Additive bias [1, H, q_len, k_len] for queries at positions q_start.. and keys at 0..k_len-1; with one
+        start per row (a [B] tensor), [B, H, q_len, k_len]."""
         device = self.relative_attention_bias.weight.device
-        query = torch.arange(q_start, q_start + q_len, device=device)[:, None]
-        key = torch.arange(k_len, device=device)[None, :]
+        start = torch.as_tensor(q_start, device=device).reshape(-1, 1, 1)
+        query = start + torch.arange(q_len, device=device)[None, :, None]
+        key = torch.arange(k_len, device=device)[None, None, :]
         values = self.relative_attention_bias(self.bucket(key - query))
-        return values.permute(2, 0, 1).unsqueeze(0)
+        return values.permute(0, 3, 1, 2)

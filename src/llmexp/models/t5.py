@@ -15,7 +15,10 @@ from llmexp.models.layers import (
     LayerKVCache,
     MultiHeadAttention,
     RelativePositionBias,
+    RowCache,
+    RowStarts,
     key_padding_mask,
+    stack_rows,
 )
 
 
@@ -100,18 +103,31 @@ class T5Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-class T5Cache:
-    """Decoder self-attention keys/values plus the cross-attention keys/values of the encoder output."""
+class T5Cache(RowCache):
+    """Decoder self-attention keys/values plus the cross-attention keys/values of the encoder output and which
+    encoder positions are real (`memory_mask`; rows that joined apart may have read prompts of different lengths)."""
 
-    def __init__(self, model: T5, memory: torch.Tensor, max_len: int):
+    def __init__(self, model: T5, memory: torch.Tensor, max_len: int, memory_mask: torch.Tensor | None = None):
         cfg, param = model.config, model.shared.weight
         batch = memory.shape[0]
-        self.layers = [
+        layers = [
             LayerKVCache(batch, cfg.n_head, max_len, cfg.head_dim, param.device, param.dtype)
             for _ in range(cfg.n_decoder_layer)
         ]
+        super().__init__(layers, batch)
         self.cross = [block.cross_attn.project_kv(memory) for block in model.decoder]
-        self.length = 0
+        self.memory_mask = torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device)
+        if memory_mask is not None:
+            self.memory_mask = memory_mask
+
+    def keep_extra(self, index: torch.Tensor) -> None:
+        self.cross = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross]
+        self.memory_mask = self.memory_mask.index_select(0, index)
+
+    def extend_extra(self, other: RowCache) -> None:
+        pairs = zip(self.cross, other.cross, strict=True)
+        self.cross = [(stack_rows(k, ok, dim=2), stack_rows(v, ov, dim=2)) for (k, v), (ok, ov) in pairs]
+        self.memory_mask = stack_rows(self.memory_mask, other.memory_mask, dim=1)
 
 
 class T5(nn.Module):
@@ -173,23 +189,29 @@ class T5(nn.Module):
         """What a task reads a text through (classification pools it): the encoder output."""
         return self.encode(input_ids, attention_mask)
 
-    def new_cache(self, memory: torch.Tensor, max_len: int) -> T5Cache:
-        return T5Cache(self, memory, max_len)
+    def new_cache(self, memory: torch.Tensor, max_len: int, memory_mask: torch.Tensor | None = None) -> T5Cache:
+        return T5Cache(self, memory, max_len, memory_mask)
 
     def decode(
         self,
         decoder_input_ids: torch.Tensor,
-        memory: torch.Tensor,
+        memory: torch.Tensor | None,
         memory_mask: torch.Tensor | None = None,
         cache: T5Cache | None = None,
     ) -> torch.Tensor:
-        """Logits [B, T, vocab] for decoder tokens (right padding only: causal masking keeps it from leaking)."""
+        """Logits [B, T, vocab] for decoder tokens (right padding only: causal masking keeps it from leaking). With
+        a cache, `memory` is not read again (its keys and values are in the cache)."""
         seq = decoder_input_ids.shape[1]
-        start = cache.length if cache is not None else 0
-        total = start + seq
+        start = cache.starts(seq) if cache is not None else 0
         x = self.drop(self.shared(decoder_input_ids))
-        bias = self.decoder_bias(seq, total, start)
-        causal = torch.ones(seq, total, dtype=torch.bool, device=x.device).tril(diagonal=start)[None, None]
+        if isinstance(start, RowStarts):  # one token per row, each at its own position
+            total = start.end
+            bias = self.decoder_bias(seq, total, start.index)
+            causal = (torch.arange(total, device=x.device) <= start.index[:, None])[:, None, None, :]
+        else:
+            total = start + seq
+            bias = self.decoder_bias(seq, total, start)
+            causal = torch.ones(seq, total, dtype=torch.bool, device=x.device).tril(diagonal=start)[None, None]
         cross_mask = key_padding_mask(memory_mask, seq)
         for i, block in enumerate(self.decoder):
             if cache is not None:
@@ -197,7 +219,7 @@ class T5(nn.Module):
             else:
                 x = self._run(block, x, causal, bias, memory, None, cross_mask)
         if cache is not None:
-            cache.length = total
+            cache.advance(seq)
         x = self.drop(self.decoder_norm(x))
         if self.config.tie_embeddings:
             x = x * self.config.n_embd**-0.5  # T5 rescales before a tied output projection
