@@ -29,11 +29,11 @@ import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 10
-# name -> (conf/model option, model overrides, block size, batch size, steps)
+# name -> (conf/model option, model overrides, block size, batch size, steps, steps per timing window)
 SHAPES = {
-    "small": ("gpt_small", {}, 64, 12, 300),  # 4 layers, 4 heads, 128 wide: ~40 ms steps on 2 idle cores
-    "wide": ("gpt_small", {"n_layer": 6, "n_head": 6, "n_embd": 384}, 256, 8, 60),  # ~0.7 s steps
-    "gpt_small": ("gpt_small", {}, 256, 16, 100),
+    "small": ("gpt_small", {}, 64, 12, 300, 20),  # 4 layers, 4 heads, 128 wide: ~40 ms steps on 2 idle cores
+    "wide": ("gpt_small", {"n_layer": 6, "n_head": 6, "n_embd": 384}, 256, 8, 60, 5),  # ~0.7 s steps
+    "gpt_small": ("gpt_small", {}, 256, 16, 100, 10),
 }
 
 
@@ -74,7 +74,7 @@ def plain_loop(shape: str, steps: int, cache: str) -> dict:
     from llmexp.tokenizer import TokenizerSpec
     from llmexp.training.schedules import warmup_cosine
 
-    model_name, fields, block, batch, _ = SHAPES[shape]
+    model_name, fields, block, batch, *_ = SHAPES[shape]
     torch.manual_seed(1337)
     prepared = prepare(PydocsCorpus(), TokenizerSpec(), cache)
     model_cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "model" / f"{model_name}.yaml"), fields)
@@ -112,7 +112,7 @@ def run_plain(shape: str, steps: int, cache: str, env: dict) -> dict:
 def run_default(shape: str, steps: int, cache: str, run_dir: Path, env: dict) -> dict:
     """llmexp-train with conf/callbacks/default.yaml (checkpoints every 50 steps, RNG states, divergence guard,
     preemption, progress, throughput, loss curve, samples); no validation, as the plain loop has none."""
-    model_name, fields, block, batch, _ = SHAPES[shape]
+    model_name, fields, block, batch, *_ = SHAPES[shape]
     clock = run_dir / "clock.json"
     overrides = [
         f"model={model_name}",
@@ -182,8 +182,8 @@ def overhead_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
         env["OMP_NUM_THREADS"] = str(args.threads)
     rows = []
     for shape in args.shapes.split(","):
-        _, _, block, batch, steps = SHAPES[shape]
-        steps = args.steps or steps
+        _, _, block, batch, steps, window = SHAPES[shape]
+        steps, window = args.steps or steps, args.window or window
         plain, ours = [], []
         for round_ in range(args.rounds):  # interleaved: both sides see the same machine load
             for side, results in (("plain", plain), ("llmexp", ours)):
@@ -191,7 +191,7 @@ def overhead_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
                     result = run_plain(shape, steps, cache, env)
                 else:
                     result = run_default(shape, steps, cache, tmp / f"{shape}-{round_}", env)
-                results.append({**step_rates(result["ends"], block * batch, args.window), "loss": result["loss"]})
+                results.append({**step_rates(result["ends"], block * batch, window), "loss": result["loss"]})
             print(f"{shape} round {round_ + 1}: plain {plain[-1]}, llmexp {ours[-1]}", flush=True)
         rows.append(summarise(shape, plain, ours))
     print_table(rows, args)
@@ -212,7 +212,7 @@ def summarise(shape: str, plain: list[dict], ours: list[dict]) -> dict:
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
-    print(f"\nthreads={args.threads or 'torch default'} rounds={args.rounds} window={args.window} steps")
+    print(f"\nthreads={args.threads or 'torch default'} rounds={args.rounds}")
     print("| shape | plain loop tok/s | llmexp tok/s | ratio | per round | end to end | final loss plain / llmexp |")
     print("|---|---:|---:|---:|---|---:|---|")
     for r in rows:
@@ -289,7 +289,7 @@ def main() -> None:
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {list(SHAPES)}")
     parser.add_argument("--steps", type=int, help="steps per run (default: the shape's own)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--window", type=int, default=20, help="steps per timing window")
+    parser.add_argument("--window", type=int, help="steps per timing window (default: the shape's own)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both sides (default: torch's)")
     parser.add_argument("--model", default="gpt_small", help="scaling/switches: the model")
     parser.add_argument("--block", type=int, default=256, help="scaling/switches: the block size")

@@ -20,10 +20,12 @@ StepMetrics = Callable[[], dict[str, Any]]
 
 
 def logging_step(trainer: L.Trainer) -> bool:
-    """Whether Lightning writes this training step's metrics to the loggers (every `trainer.log_every_n_steps` steps,
-    and when training stops). Per-step metrics are computed and logged only then: a `self.log` costs ~0.2 ms of
-    Python, and reading a value on the host stalls a GPU."""
-    return trainer._logger_connector.should_update_logs
+    """Whether this training step's metrics are logged: on the steps Lightning writes to the loggers (every
+    `trainer.log_every_n_steps`, and when training stops) and on the last step (what the run's final metrics show).
+    Per-step metrics are computed only then: a `self.log` costs ~0.2 ms of Python, and reading a value on the host
+    stalls a GPU."""
+    last = 0 < trainer.max_steps <= trainer.global_step + 1
+    return last or trainer._logger_connector.should_update_logs
 
 
 class Task(L.LightningModule):
@@ -95,11 +97,18 @@ class Task(L.LightningModule):
 
     def gradient_norm(self) -> torch.Tensor:
         """L2 norm of all gradients before clipping, computed once per optimizer step however many ask (the
-        divergence guard, `train/grad_norm`, clipping)."""
+        divergence guard, `train/grad_norm`, clipping), over the optimizer's parameters in its order (the order
+        decides the last bits, and so Lightning's own clipping gives the same weights)."""
         if self._gradient_norm is None:
-            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            grads = [p.grad for p in self._optimized_parameters() if p.grad is not None]
             self._gradient_norm = torch.nn.utils.get_total_norm(grads)
         return self._gradient_norm
+
+    def _optimized_parameters(self) -> list[nn.Parameter]:
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        if not optimizers:
+            return list(self.parameters())
+        return [p for group in optimizers[0].param_groups for p in group["params"]]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """`train/grad_norm` on logging steps (a step the divergence guard skipped has no gradients left)."""
@@ -118,8 +127,7 @@ class Task(L.LightningModule):
             return
         if norm.device.type == "cpu" and float(gradient_clip_val / (norm + 1e-6)) >= 1.0:
             return  # torch.nn.utils.clip_grads_with_norm_ would multiply every gradient by 1.0
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
+        torch.nn.utils.clip_grads_with_norm_(self._optimized_parameters(), gradient_clip_val, norm)
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         return self.metadata
