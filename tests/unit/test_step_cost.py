@@ -42,21 +42,19 @@ def _task(kind: type[CausalLMTask] = CausalLMTask) -> CausalLMTask:
     return kind(model, functools.partial(torch.optim.AdamW, lr=1e-2))
 
 
-def _fit(task: CausalLMTask, tmp_path, steps: int = 12, **trainer_args) -> L.Trainer:
+QUIET = {
+    "accelerator": "cpu",
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "enable_checkpointing": False,
+}
+
+
+def _fit(task: CausalLMTask, tmp_path, steps: int = 12, **trainer_args) -> None:
     tokens = torch.randint(0, 64, (64, 17), generator=torch.Generator().manual_seed(0))
     rows = [{"input_ids": t[:-1], "labels": t[1:]} for t in tokens]
-    settings = {"logger": False, "callbacks": [DivergenceGuard()], **trainer_args}
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        **settings,
-    )
-    trainer.fit(task, train_dataloaders=DataLoader(rows, batch_size=4))
-    return trainer
+    settings = {"logger": False, "callbacks": [DivergenceGuard()], **QUIET, **trainer_args}
+    L.Trainer(max_steps=steps, default_root_dir=tmp_path, **settings).fit(task, DataLoader(rows, batch_size=4))
 
 
 def test_step_metrics_are_computed_on_logging_steps_and_the_last_step_only(tmp_path):

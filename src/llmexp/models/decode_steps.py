@@ -21,32 +21,62 @@ def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tenso
     return ids, mask
 
 
-class DecoderOnlySteps:
-    """The model side of a running batch of a decoder-only model: prompts that join together are read at once
-    (left-padded), then every row takes one token per step."""
+class BatchSteps:
+    """What both kinds share: the KV cache the rows write into (joining rows bring their own, appended to it), or,
+    without a cache, the per-row tensors (`uncached`) that every step re-reads."""
+
+    uncached: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, use_cache: bool, device: torch.device):
         self.model, self.use_cache, self.device = model, use_cache, device
+        self.clear()
+
+    def clear(self) -> None:
         self.cache = None
-        self.ids = self.mask = None  # without a cache: every row's whole sequence, re-read at every step
-        self.padded = False
+        for name in self.uncached:
+            setattr(self, name, None)
+
+    def check_first_join(self) -> None:
+        if getattr(self, self.uncached[0]) is not None:
+            raise ValueError("rows join a running batch only with the KV cache (use_cache=True)")
+
+    def add(self, cache) -> None:
+        if self.cache is None:
+            self.cache = cache
+        else:
+            self.cache.extend(cache)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep these rows, in this order (none: the batch is empty)."""
+        if not rows:
+            self.clear()
+        elif self.use_cache:
+            self.cache.keep(rows)
+        else:
+            index = torch.tensor(rows, device=self.device)
+            for name in self.uncached:
+                setattr(self, name, getattr(self, name)[index])
+
+
+class DecoderOnlySteps(BatchSteps):
+    """A decoder-only model: prompts that join together are read at once (left-padded), then every row takes one
+    token per step."""
+
+    uncached = ("ids", "mask")
+    padded = False
 
     def join(self, prompts: list[list[int]], limits: list[int], pad_id: int) -> torch.Tensor:
         """Read the prompts; the logits of their last tokens [n, V]."""
         ids, mask = left_pad(prompts, pad_id, self.device)
         padded = not bool(mask.all())
         if not self.use_cache:
-            if self.ids is not None:
-                raise ValueError("rows join a running batch only with the KV cache (use_cache=True)")
+            self.check_first_join()
             self.ids, self.mask, self.padded = ids, mask, padded
             return self.model(ids, attention_mask=mask if padded else None)[:, -1]
         cache = self.model.new_cache(len(prompts), ids.shape[1] + max(limits))
-        logits = self.model(ids, attention_mask=mask if padded else None, cache=cache)[:, -1]
         # With a cache, the prompt's padding stays recorded in it, so later steps need no mask.
-        if self.cache is None:
-            self.cache = cache
-        else:
-            self.cache.extend(cache)
+        logits = self.model(ids, attention_mask=mask if padded else None, cache=cache)[:, -1]
+        self.add(cache)
         return logits
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -57,41 +87,25 @@ class DecoderOnlySteps:
         self.mask = torch.cat([self.mask, torch.ones_like(next_ids).unsqueeze(1)], dim=1)
         return self.model(self.ids, attention_mask=self.mask if self.padded else None)[:, -1]
 
-    def keep(self, rows: list[int]) -> None:
-        if not rows:
-            self.cache = self.ids = self.mask = None
-        elif self.use_cache:
-            self.cache.keep(rows)
-        else:
-            index = torch.tensor(rows, device=self.device)
-            self.ids, self.mask = self.ids[index], self.mask[index]
 
+class EncoderDecoderSteps(BatchSteps):
+    """An encoder-decoder: each joining prompt is encoded once, and its row decodes from the start token (T5: the
+    pad id)."""
 
-class EncoderDecoderSteps:
-    """The model side of a running batch of an encoder-decoder: each joining prompt is encoded once, and its row
-    decodes from the start token (T5: the pad id)."""
-
-    def __init__(self, model: nn.Module, use_cache: bool, device: torch.device):
-        self.model, self.use_cache, self.device = model, use_cache, device
-        self.start = model.config.pad_token_id
-        self.cache = None
-        self.memory = self.mask = self.decoded = None  # without a cache
+    uncached = ("decoded", "memory", "mask")
 
     def join(self, prompts: list[list[int]], limits: list[int], pad_id: int) -> torch.Tensor:
-        ids, mask = left_pad(prompts, self.start, self.device)
+        start = self.model.config.pad_token_id
+        ids, mask = left_pad(prompts, start, self.device)
         memory = self.model.encode(ids, mask)
-        first = torch.full((len(prompts), 1), self.start, dtype=torch.long, device=self.device)
+        first = torch.full((len(prompts), 1), start, dtype=torch.long, device=self.device)
         if not self.use_cache:
-            if self.decoded is not None:
-                raise ValueError("rows join a running batch only with the KV cache (use_cache=True)")
+            self.check_first_join()
             self.memory, self.mask, self.decoded = memory, mask, first
             return self.model.decode(first, memory, mask)[:, -1]
         cache = self.model.new_cache(memory, max(limits) + 1, memory_mask=mask)
         logits = self.model.decode(first, None, mask, cache=cache)[:, -1]
-        if self.cache is None:
-            self.cache = cache
-        else:
-            self.cache.extend(cache)
+        self.add(cache)
         return logits
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -99,12 +113,3 @@ class EncoderDecoderSteps:
             return self.model.decode(next_ids.unsqueeze(1), None, self.cache.memory_mask, cache=self.cache)[:, -1]
         self.decoded = torch.cat([self.decoded, next_ids.unsqueeze(1)], dim=1)
         return self.model.decode(self.decoded, self.memory, self.mask)[:, -1]
-
-    def keep(self, rows: list[int]) -> None:
-        if not rows:
-            self.cache = self.memory = self.mask = self.decoded = None
-        elif self.use_cache:
-            self.cache.keep(rows)
-        else:
-            index = torch.tensor(rows, device=self.device)
-            self.memory, self.mask, self.decoded = self.memory[index], self.mask[index], self.decoded[index]
