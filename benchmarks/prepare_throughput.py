@@ -1,7 +1,9 @@
 """Throughput of `llmexp-prepare` on real text, each figure against a baseline measured in the same run.
 
 1. End-to-end prepare (read, clean, redact, dedup, train BPE, tokenise, pack) in MB of input per second, against raw
-   `tokenizers` encode_batch of the same text (how much of the time is tokenisation).
+   `tokenizers` encode_batch of the same text (how much of the time is tokenisation). With --slurm, the same
+   prepare as a SLURM array of --tasks tasks per stage (executor=slurm) on a running cluster, interleaved with the
+   local runs; its shards are checked byte-identical to the local ones.
 2. The tokenise stage (Arrow unit files -> token files, parallel workers) against raw `encode_batch` on the same
    kept texts in one process: MB/s and the ratio.
 3. Near-dedup documents per second (signature + LSH decision) against plain datasketch usage (MinHash over the
@@ -10,6 +12,7 @@ Runs alternate A B A B ...; medians are reported. Uses ../shared/data's War and 
 else the embedded corpus.
 
     PYTHONPATH=src .venv/bin/python benchmarks/prepare_throughput.py [--reps 3] [--workers 2] [--data ../shared/data]
+        [--slurm --tasks 3]      # needs a SLURM cluster (slurm/local_cluster.sh start)
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from datasketch import MinHash, MinHashLSH
 from llmexp.data.prepared import token_dtype
 from llmexp.prepare import stages
 from llmexp.prepare.cleaning import CleanConfig
-from llmexp.prepare.dedup import DedupConfig, Deduplicator, exact_digest
+from llmexp.prepare.clusters import find_duplicates
+from llmexp.prepare.dedup import DedupConfig
+from llmexp.prepare.executors import SlurmExecutor
 from llmexp.prepare.pii import PIIConfig
 from llmexp.prepare.pipeline import PackConfig, Preparation
 from llmexp.prepare.sources import FileSource, PydocsSource
+from llmexp.prepare.streams import Skipped
 from llmexp.prepare.workers import Workers
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
@@ -48,7 +54,7 @@ def corpus(tmp: Path, shared: Path) -> tuple[list[Path], str]:
     return [path], "embedded pydocs corpus"
 
 
-def preparation(files: list[Path], out: Path, workers: int, unit_bytes: int) -> Preparation:
+def preparation(files: list[Path], out: Path, workers: int, unit_bytes: int, executor=None) -> Preparation:
     return Preparation(
         source=FileSource([str(f) for f in files], unit_bytes=unit_bytes),
         clean=CleanConfig(),
@@ -59,6 +65,7 @@ def preparation(files: list[Path], out: Path, workers: int, unit_bytes: int) -> 
         output_dir=out,
         num_workers=workers,
         progress=False,
+        executor=executor,
     )
 
 
@@ -99,9 +106,16 @@ def plain_datasketch(docs: list[str], threshold: float, num_perm: int) -> int:
     return removed
 
 
+def run_tokenize(job: stages.TokenizeJob) -> None:
+    job.run()  # always (done() would skip it after the first repetition)
+
+
 def ours(docs: list[str]) -> int:
-    dedup = Deduplicator(DedupConfig())
-    return sum(dedup.check(exact_digest(d), dedup.signer.signature(d)) is not None for d in docs)
+    return sum(verdict is not None for verdict in find_duplicates(docs, DedupConfig()))
+
+
+def shard_bytes(root: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted((root / "shards").glob("*-*.*"))}
 
 
 def main() -> None:
@@ -110,44 +124,66 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=SHARED, help="folder with the shared text files")
     parser.add_argument("--unit-mb", type=float, default=1.0, help="source.unit_bytes in MB (default run: 32 MiB)")
+    parser.add_argument("--slurm", action="store_true", help="also time the prepare as SLURM arrays")
+    parser.add_argument("--tasks", type=int, default=3, help="array tasks per stage with --slurm")
     args = parser.parse_args()
     unit_bytes = int(args.unit_mb * 2**20)
     tmp = Path(tempfile.mkdtemp(prefix="prepare-bench-"))
     try:
         files, name = corpus(tmp, args.data)
         mb = sum(f.stat().st_size for f in files) / 1e6
-        texts = [d.text for f in files for d in FileSource([str(f)]).read(FileSource([str(f)]).units()[0], {})]
+        texts = [d.text for f in files for d in FileSource([str(f)]).read(FileSource([str(f)]).units()[0], Skipped())]
 
         # 1. end to end, against raw encode_batch of the same input text
         first = preparation(files, tmp / "warm", args.workers, unit_bytes).run()  # also gives the tokenizer for 2.
         tokenizer = Tokenizer.load(tmp / "warm" / "tokenizer.json")
         runs = iter(range(10**6))
 
-        def end_to_end() -> None:
+        def end_to_end(slurm: bool = False) -> None:
             out = tmp / f"e2e{next(runs)}"
-            preparation(files, out, args.workers, unit_bytes).run()
+            executor = SlurmExecutor(args.tasks, mem_gb=2, folder=str(out / "slurm"), poll_s=0.3) if slurm else None
+            preparation(files, out, args.workers, unit_bytes, executor).run()
+            if slurm:
+                assert shard_bytes(out) == shard_bytes(tmp / "warm"), "SLURM shards differ from the local ones"
             shutil.rmtree(out)
 
-        t_e2e, t_raw_all = interleave(end_to_end, lambda: tokenizer.backend.encode_batch(texts), reps=args.reps)
+        timed = [end_to_end, lambda: tokenizer.backend.encode_batch(texts)]
+        t_e2e, t_raw_all, *t_slurm = interleave(
+            *timed, *([lambda: end_to_end(True)] if args.slurm else []), reps=args.reps
+        )
 
         # 2. the tokenise stage on the kept texts (warm worker pool) against raw encode_batch of those texts
         prep = preparation(files, tmp / "warm", args.workers, unit_bytes)
-        plans = prep.plan_units(tmp / "warm" / "work")
-        prep.run_dedup(plans)
-        kept = [t for p in plans for t in stages.read_unit_table(p.clean_path, ["text"]).column("text").to_pylist()]
+        prep.prepare_decontam()
+        plans = prep.plan_units()
+        decision = prep.run_dedup(plans)  # already decided by the warm run: read back
+        kept = []
+        for p in plans:
+            table = stages.read_unit_table(p.clean_path, ["text"])
+            keep = stages.kept_rows(str(decision), p.index, table.num_rows)
+            kept += [t for t, k in zip(table.column("text").to_pylist(), keep, strict=True) if k]
         kept_mb = sum(len(t.encode()) for t in kept) / 1e6
         dtype = token_dtype(tokenizer.vocab_size).name
         jobs = [
             stages.TokenizeJob(
-                str(p.clean_path), p.keep, str(tmp / "warm" / "tokenizer.json"), dtype, 256, str(tmp / f"tok-{i}")
+                str(p.clean_path),
+                p.index,
+                str(decision),
+                str(tmp / "warm" / "tokenizer.json"),
+                dtype,
+                256,
+                str(tmp / f"tok-{p.index}"),
+                0.01,
+                1.0,
+                0,
             )
-            for i, p in enumerate(plans)
+            for p in plans
         ]
         with Workers(args.workers, progress=False) as workers:
-            workers.map(stages.tokenize_unit, jobs, "warm-up")
+            workers.map(run_tokenize, jobs, "warm-up")
             t_stage, t_stage0, t_raw = interleave(
-                lambda: workers.map(stages.tokenize_unit, jobs, "tokenize"),
-                lambda: [stages.tokenize_unit(j) for j in jobs],
+                lambda: workers.map(run_tokenize, jobs, "tokenize"),
+                lambda: [run_tokenize(j) for j in jobs],
                 lambda: tokenizer.backend.encode_batch(kept, add_special_tokens=False),
                 reps=args.reps,
             )
@@ -166,6 +202,11 @@ def main() -> None:
             f"| end-to-end prepare, MB/s of input | {mb / t_e2e:.2f} | raw encode_batch of the input: "
             f"{mb / t_raw_all:.2f} | {t_raw_all / t_e2e:.2f} |"
         )
+        if t_slurm:
+            print(
+                f"| end-to-end prepare as a {args.tasks}-task SLURM array per stage, MB/s of input | "
+                f"{mb / t_slurm[0]:.2f} | local, {args.workers} workers: {mb / t_e2e:.2f} | {t_e2e / t_slurm[0]:.2f} |"
+            )
         print(
             f"| tokenise stage ({args.workers} workers), MB/s | {kept_mb / t_stage:.2f} | raw encode_batch: "
             f"{kept_mb / t_raw:.2f} | {t_raw / t_stage:.2f} |"

@@ -58,11 +58,14 @@ def unsupported() -> list[tuple[str, str]]:
 
 
 def write_data(folder: Path) -> dict[str, Path]:
-    """Small local files for the recipes whose data must be given: instructions, labelled texts, plain text."""
+    """Small local files for the recipes whose data must be given: instructions, preference pairs, labelled texts,
+    plain text (keyed by the `batch_kind` of the data module that reads them)."""
     folder.mkdir(parents=True, exist_ok=True)
     pairs = [(a, b) for a in range(12) for b in range(10)]
     sft = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"The sum is {a + b}."} for a, b in pairs]
     (folder / "sft.json").write_text(json.dumps(sft))
+    preferred = [{"prompt": f"Add {a} and {b}.", "chosen": f"The sum is {a + b}.", "rejected": "No."} for a, b in pairs]
+    (folder / "pairs.json").write_text(json.dumps(preferred))
     words = ["good", "fine", "great", "bad", "poor", "awful"]
     rows = [
         {"text": f"this film was {w} and {v}", "label": "pos" if i < 3 else "neg"}
@@ -75,6 +78,7 @@ def write_data(folder: Path) -> dict[str, Path]:
     )
     return {
         "instructions": folder / "sft.json",
+        "preferences": folder / "pairs.json",
         "labelled_texts": folder / "labels.jsonl",
         "text": folder / "domain.txt",
     }

@@ -69,7 +69,8 @@ def test_sft_with_lora_writes_merged_weights_that_serve_loads(make_cfg, tmp_path
     model, _, metadata = load_for_inference(tmp_path / "run" / "checkpoints" / "merged.ckpt")
     assert not any("lora" in key for key in model.state_dict())
     assert metadata["chat_template"]["generation_prompt"] == "<|assistant|>\n"
-    assert (tmp_path / "run" / "samples.txt").read_text().startswith("<|user|>\nGive three tips")
+    # Samples continue held-out instructions rendered with the chat template.
+    assert (tmp_path / "run" / "samples.txt").read_text().startswith("<|user|>\nRepeat the word ")
 
 
 @pytest.mark.slow

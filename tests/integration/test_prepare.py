@@ -91,7 +91,7 @@ def test_prepare_counts_everything_and_writes_well_formed_shards(make_cfg, tmp_p
     assert hf(docs[1], add_special_tokens=False)["input_ids"] == tokenizer.encode(docs[1])
 
 
-def test_bad_inputs_are_skipped_and_counted_in_the_manifest(make_cfg, tmp_path):
+def test_bad_inputs_are_skipped_counted_and_listed_by_file_in_the_manifest(make_cfg, tmp_path):
     rng = random.Random(1)
     good = [prose(rng, 80) for _ in range(6)]
     corpus = tmp_path / "corpus"
@@ -111,7 +111,16 @@ def test_bad_inputs_are_skipped_and_counted_in_the_manifest(make_cfg, tmp_path):
         "malformed_json": 1,
         "oversized_line": 1,
     }
-    assert manifest["counts"]["documents_read"] == 5 and manifest["splits"]["train"]["documents"] == 5
+    # latin1.txt loses only its bad line: its good text is a sixth document
+    assert manifest["counts"]["documents_read"] == 6 and manifest["splits"]["train"]["documents"] == 6
+    listed = {(e["input"], e["reason"]): e["count"] for e in manifest["skipped_inputs"]}
+    assert listed == {
+        ("files:image.png", "binary_file"): 1,
+        ("files:empty.txt", "empty_file"): 1,
+        ("files:latin1.txt", "invalid_utf8"): 1,
+        ("files:rows.jsonl", "malformed_json"): 1,
+        ("files:huge.jsonl", "oversized_line"): 1,
+    }
 
 
 def _cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.Popen:
@@ -170,10 +179,12 @@ def test_killed_prepare_resumes_to_byte_identical_shards(tmp_path):
     assert _shard_bytes(out) == _shard_bytes(tmp_path / "clean")
 
 
-def _preparation(source, out: Path, tokenizer: TokenizerSpec | None = None, **kwargs) -> Preparation:
+def _preparation(
+    source, out: Path, tokenizer: TokenizerSpec | None = None, clean: CleanConfig | None = None, **kwargs
+) -> Preparation:
     return Preparation(
         source=source,
-        clean=CleanConfig(min_words=None, max_duplicate_ngram_char_fraction=None),
+        clean=clean or CleanConfig(min_words=None, max_duplicate_ngram_char_fraction=None),
         pii=PIIConfig(),
         dedup=DedupConfig(),
         tokenizer=tokenizer or TokenizerSpec(vocab_size=300),

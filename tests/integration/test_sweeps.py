@@ -12,7 +12,8 @@ import optuna
 import pytest
 
 from llmexp.preflight import run_preflight
-from llmexp.tracking.wandb_offline import read_offline_run
+from llmexp.sweeps.storage import STUDY_FILE, load_study
+from wandb_records import read_wandb_run
 
 SMALL = (
     "experiment=smoke",
@@ -37,8 +38,7 @@ def _sweep(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _study(sweep: Path) -> optuna.Study:
-    (name,) = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{sweep}/optuna.db")]
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep}/optuna.db")
+    return load_study(str(sweep / STUDY_FILE), sweep.name)
 
 
 @pytest.mark.slow
@@ -84,9 +84,9 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on_in_one_wandb_group(tm
     summary = (tmp_path / "outputs/sweeps/s/summary.md").read_text()
     assert "1 of 2 jobs ok" in summary and "failed" in summary and "exceeds model.max_seq_len" in summary
     (offline,) = (Path(rows[64]["run_dir"]) / "wandb").glob("offline-run-*")
-    run = read_offline_run(offline)
-    assert run.group == "s" and "data.block_size=64" in run.tags  # the sweep's group, tagged with the overrides
-    assert not [t for t in run.tags if "sweep." in t or "hydra" in t]
+    run = read_wandb_run(offline).run
+    assert run["run_group"] == "s" and "data.block_size=64" in run["display_name"]  # the sweep's group (its name)
+    assert not [t for t in run["tags"] if "sweep." in t or "hydra" in t]
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_study(tmp_path, cache_di
     assert json.loads((sweep / "1/final_metrics.json").read_text())["step"] == 5  # it stopped at the pruning point
     best = json.loads((sweep / "best_trial.json").read_text())
     assert best["number"] == 0 and best["config"] == str(sweep / "0/config.yaml")
-    assert best["command"].startswith("llmexp-train experiment=smoke") and "optimizer.lr=0.003" in best["command"]
+    assert best["command"].startswith("llmexp-train experiment=smoke") and "optimizer.lr=3e-3" in best["command"]
     assert "sweep." not in best["command"] and "hparams_search" not in best["command"]
     summary = (sweep / "summary.md").read_text()
     assert "| 1 | pruned |" in summary and "| 0 | ok |" in summary

@@ -6,10 +6,10 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pytest
 
-from llmexp.tracking.wandb_offline import read_offline_run
+from llmexp.sweeps.storage import STUDY_FILE, load_study
+from wandb_records import read_wandb_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.distributed]
 
@@ -45,8 +45,7 @@ def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, 
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
-    storage = f"sqlite:///{sweep}/optuna.db"
-    trials = optuna.load_study(study_name="ddp", storage=storage).trials
+    trials = load_study(str(sweep / STUDY_FILE), "ddp").trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     assert all(sorted(t.intermediate_values) == [3, 6] for t in trials)  # reported from the job through the storage
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1"]
@@ -54,9 +53,11 @@ def test_two_task_ddp_trials_share_one_folder_and_one_logger_run(slurm_cluster, 
         job = sweep / str(trial.number)
         assert json.loads((job / "final_metrics.json").read_text())["step"] == 6
         (offline,) = (job / "wandb").glob("offline-run-*")  # one logger run for both ranks
-        assert read_offline_run(offline).group == "ddp"
-    second_ranks = [p for p in (sweep / ".submitit").rglob("*_log.*") if "MEMBER: 2/2" in p.read_text()]
-    assert len(second_ranks) == 2  # each job ran its second DDP rank as a second SLURM task
+        assert read_wandb_run(offline).run["run_group"] == "ddp"
+    logs = (sweep / ".submitit").rglob("*_log.*")
+    second_ranks = {p.name.split("_log.")[0] for p in logs if "MEMBER: 2/2" in p.read_text()}
+    # each job ran its second DDP rank as a second SLURM task (<job>_<array index>_<task>, in its .out or .err)
+    assert sorted(name.rsplit("_", 1)[1] for name in second_ranks) == ["1", "1"]
     summary = (sweep / "summary.md").read_text()
     assert "2 of 2 jobs ok" in summary and "Re-run: `llmexp-train" in summary
 
@@ -94,7 +95,7 @@ def test_a_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(slurm_clu
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output[-4000:]
-    trial = optuna.load_study(study_name="pre", storage=f"sqlite:///{sweep}/optuna.db").trials[0]
+    trial = load_study(str(sweep / STUDY_FILE), "pre").trials[0]
     assert trial.state.name == "COMPLETE"
     assert json.loads((sweep / "0" / "final_metrics.json").read_text())["step"] == 300
     # SLURM may truncate the job's own log files when it restarts the job; the run's train.log is appended to.

@@ -16,7 +16,9 @@ PREPARE_ONLY = {
     "clean",
     "pii",
     "dedup",
+    "decontam",
     "pack",
+    "executor",
 }  # groups of conf/prepare.yaml (tests/unit/test_prepare_config.py)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in {"hydra", *PREPARE_ONLY})
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
@@ -29,6 +31,8 @@ REQUIRED = {
     ("data", "sft"): ["data.train_file=train.json"],
     ("experiment", "finetune_classification"): ["data.train_file=train.jsonl"],
     ("experiment", "sft"): ["data.train_file=train.json"],
+    ("data", "preference"): ["data.train_file=pairs.json"],
+    ("experiment", "dpo"): ["data.train_file=pairs.json"],
     ("experiment", "continued_pretraining"): ["data.corpus.paths=[README.md]"],
 }
 

@@ -8,7 +8,7 @@ from llmexp.config.overrides import validate_overrides
 from llmexp.errors import ConfigError
 
 CONF = config_dir()
-GROUPS = ("source", "clean", "pii", "dedup", "pack")
+GROUPS = ("source", "clean", "pii", "dedup", "decontam", "pack", "executor")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 REQUIRED = {
     ("source", "files"): ["source.paths=[README.md]"],

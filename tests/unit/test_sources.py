@@ -1,7 +1,10 @@
 """Reading documents from files of every supported format, Hugging Face datasets and the embedded corpus."""
 
+import codecs
 import gzip
 import json
+import tracemalloc
+import zlib
 from collections import Counter
 
 import pyarrow as pa
@@ -11,6 +14,7 @@ import zstandard
 
 from llmexp.errors import ConfigError, DataError
 from llmexp.prepare.sources import FileSource, HFSource, Mixture, PydocsSource, as_sources
+from llmexp.prepare.streams import Skipped
 
 ROWS = [{"text": f"document number {i} says hello"} for i in range(5)]
 
@@ -20,9 +24,9 @@ def _jsonl(rows) -> bytes:
 
 
 def read_all(source) -> tuple[list[str], Counter]:
-    skipped: Counter = Counter()
+    skipped = Skipped()
     texts = [doc.text for unit in source.units() for doc in source.read(unit, skipped)]
-    return texts, skipped
+    return texts, skipped.counts
 
 
 @pytest.fixture
@@ -90,11 +94,97 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path):
     )
 
 
-def test_a_truncated_archive_keeps_what_was_read(tmp_path):
-    data = gzip.compress(_jsonl(ROWS * 200))
-    (tmp_path / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
-    texts, skipped = read_all(FileSource([str(tmp_path / "cut.jsonl.gz")]))
-    assert 0 < len(texts) < 1000 and skipped["unreadable_file"] == 1
+def readable_prefix(data: bytes) -> bytes:
+    """What zlib can decompress from the start of a cut gzip stream."""
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+
+
+@pytest.mark.parametrize("name", ["cut.jsonl.gz", "cut.txt.gz"])
+def test_a_truncated_archive_keeps_everything_readable(tmp_path, name):
+    rows = [{"text": f"row {i} " + "words " * (i % 50)} for i in range(3000)]
+    whole = _jsonl(rows) if name.endswith(".jsonl.gz") else "".join(r["text"] + "\n" for r in rows).encode()
+    data = gzip.compress(whole)
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    prefix = readable_prefix(data[: len(data) // 2])
+    texts, skipped = read_all(FileSource([str(tmp_path / name)], chunk_chars=0))
+    if name.endswith(".jsonl.gz"):
+        complete = prefix[: prefix.rindex(b"\n") + 1]
+        assert texts == [json.loads(line)["text"] for line in complete.splitlines()]
+        assert skipped == Counter(truncated_file=1, malformed_json=1)  # the row cut in half
+    else:
+        assert texts == [prefix.decode()]  # one document per file: all of its readable text
+        assert skipped == Counter(truncated_file=1)
+
+
+def test_invalid_utf8_costs_only_its_line(tmp_path):
+    lines = [f"line {i} of a long chunk of text\n".encode() for i in range(400)]
+    lines[200] = b"caf\xe9 au lait\n"
+    (tmp_path / "mixed.txt").write_bytes(b"".join(lines))
+    texts, skipped = read_all(FileSource([str(tmp_path)], chunk_chars=20000))
+    assert "".join(texts) == b"".join(lines[:200] + lines[201:]).decode()
+    assert skipped == Counter(invalid_utf8=1)
+    texts, skipped = read_all(FileSource([str(tmp_path)], decode_errors="replace"))
+    assert "".join(texts) == b"".join(lines).decode("utf-8", errors="replace") and "caf\ufffd au" in texts[0]
+    assert skipped == Counter(replaced_characters=1)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
+def test_utf16_and_utf32_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
+    text = "".join(f"ligne {i}: déjà vu, 東京 {i}\n" for i in range(300))
+    bom = {"utf-16-be": codecs.BOM_UTF16_BE, "utf-32-be": codecs.BOM_UTF32_BE}.get(encoding, b"")
+    (tmp_path / "wide.txt").write_bytes(bom + text.encode(encoding))
+    (tmp_path / "wide.jsonl").write_bytes(bom + _jsonl(ROWS).decode().encode(encoding))
+    source = FileSource([str(tmp_path)], chunk_chars=1000, unit_bytes=100)  # too small a unit: read whole anyway
+    texts, skipped = read_all(source)
+    assert "".join(t for t in texts if t.startswith("ligne")) == text
+    assert [t for t in texts if t.startswith("document")] == [r["text"] for r in ROWS]
+    assert not skipped and len(source.units()) == 2
+
+
+def test_a_json_file_is_read_as_an_array(tmp_path):
+    rows = [*ROWS[:2], {"text": "x" * 5000}, "not a row", {"body": "no text"}, *ROWS[2:]]
+    (tmp_path / "rows.json").write_text(json.dumps(rows, indent=2))
+    (tmp_path / "lines.json").write_bytes(_jsonl(ROWS[:2]))  # rows one per line under .json still work
+    texts, skipped = read_all(FileSource([str(tmp_path)], max_line_bytes=1000))
+    assert texts == [r["text"] for r in ROWS[:2]] + [r["text"] for r in ROWS]
+    assert skipped == Counter(oversized_line=1, missing_text_field=2)
+
+
+def test_a_malformed_array_item_costs_only_itself_at_any_chunk_size(tmp_path, monkeypatch):
+    import llmexp.prepare.json_arrays as json_arrays
+
+    (tmp_path / "rows.json").write_text('[{"text": "a \\"q\\" ]}"}, {"text": bad}, {"text": "c"}, 7]')
+    for chunk in (1 << 20, 3):
+        monkeypatch.setattr(json_arrays, "READ_CHUNK", chunk)
+        texts, skipped = read_all(FileSource([str(tmp_path)]))
+        assert texts == ['a "q" ]}', "c"] and skipped == Counter(malformed_json=1, missing_text_field=1)
+
+
+def test_a_missing_text_field_is_named_with_the_fields_a_row_has(tmp_path):
+    (tmp_path / "alpaca.json").write_text(json.dumps([{"instruction": "i", "input": "", "output": "o"}] * 3))
+    source = FileSource([str(tmp_path)])
+    skipped = Skipped()
+    assert not [d for u in source.units() for d in source.read(u, skipped)]
+    assert skipped.counts == Counter(missing_text_field=3)
+    assert skipped.examples["missing_text_field"] == (
+        "source.text_field='text' not in a row (its fields: instruction, input, output)"
+    )
+
+
+def test_max_line_bytes_holds_inside_split_parts(tmp_path):
+    """A 20 MB line crossing several parts of a split file is never held whole (peak memory stays near the cap)."""
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as handle:
+        handle.write(_jsonl(ROWS[:2]) + b'{"text": "' + b"y" * (20 << 20) + b'"}\n' + _jsonl(ROWS[2:]))
+    source = FileSource([str(path)], max_line_bytes=1 << 20, unit_bytes=4 << 20)
+    tracemalloc.start()
+    try:
+        texts, skipped = read_all(source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert texts == [r["text"] for r in ROWS] and skipped == Counter(oversized_line=1)
+    assert len(source.units()) == 6 and peak < 8 << 20, peak
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path):
@@ -151,7 +241,7 @@ def test_large_files_are_split_into_byte_ranges_without_losing_a_line(tmp_path):
 
     def documents(unit_bytes: int) -> tuple[list, int]:
         source = FileSource([str(tmp_path)], unit_bytes=unit_bytes, chunk_chars=50)
-        skipped: Counter = Counter()
+        skipped = Skipped()
         docs = [(d.doc_id, d.text) for u in source.units() for d in source.read(u, skipped)]
         return docs, len(source.units())
 

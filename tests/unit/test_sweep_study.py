@@ -1,25 +1,28 @@
-"""The study bookkeeping of resumable sweeps, on a real SQLite study: recovery after a kill, counting, re-run lines."""
+"""The study bookkeeping of resumable sweeps, on a real journal-file study: recovery after a kill, counting, re-run
+lines, and the search space read from Hydra's sweep syntax."""
 
 import json
 
 import optuna
 import pytest
-from optuna.distributions import UniformDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from llmexp.errors import ConfigError
 from llmexp.sweeps.rerun import rerun_command
+from llmexp.sweeps.space import grid_choices, search_space
+from llmexp.sweeps.storage import STUDY_FILE, open_storage
 from llmexp.sweeps.study import apply_resume, finished_trials, recover
 
 
 @pytest.fixture
 def study(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    return optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / STUDY_FILE)))
 
 
 def test_a_killed_sweeps_running_trials_are_settled_from_their_folders(study, tmp_path):
-    trials = [study.ask({"lr": UniformDistribution(0.0, 1.0)}) for _ in range(3)]
+    trials = [study.ask({"lr": FloatDistribution(0.0, 1.0)}) for _ in range(3)]
     study.tell(trials[0], 0.5)
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "final_metrics.json").write_text(json.dumps({"val/loss": 1.25, "step": 10}))
@@ -40,9 +43,9 @@ def test_resume_needs_a_folder_holding_a_study(tmp_path):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"sweep": {"resume": str(tmp_path)}, "hydra": {"sweep": {"dir": "elsewhere"}}})
-    with pytest.raises(ConfigError, match=r"sweep.resume=.*: no optuna.db there"):
+    with pytest.raises(ConfigError, match=r"sweep.resume=.*: no optuna.journal there"):
         apply_resume(cfg)
-    (tmp_path / "optuna.db").write_bytes(b"")
+    (tmp_path / STUDY_FILE).write_bytes(b"")
     apply_resume(cfg)
     assert cfg.hydra.sweep.dir == str(tmp_path.resolve())
 
@@ -54,7 +57,7 @@ def test_rerun_command_keeps_the_trials_overrides_only(tmp_path):
         "hparams_search=optuna",
         "model=gpt_tiny",
         "++sweep.trial=3",
-        "++sweep.storage='sqlite:////x/optuna.db'",
+        "++sweep.storage='/x/optuna.journal'",
         "hydra.sweep.dir='/x'",
         "hydra/launcher=slurm",
         "data.path=[a b,c]",
@@ -109,3 +112,38 @@ def test_summary_marks_pruned_failed_and_interrupted_trials_and_names_the_best(t
     markdown = (tmp_path / "summary.md").read_text()
     assert f"Best: job 3 (val/loss=4.5), config {tmp_path / '3' / 'config.yaml'}" in markdown
     assert "Re-run: `llmexp-train optimizer.lr=4e-3`" in markdown
+
+
+def test_search_space_reads_hydra_sweep_syntax_and_the_command_line_wins():
+    dists, fixed = search_space(
+        [
+            "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+            "data.block_size=choice(64,128)",
+            "scheduler.warmup_steps=range(10,40,10)",
+            "optimizer.weight_decay=interval(0.0, 0.2)",
+            "model=gpt_tiny",
+            "optimizer.weight_decay=0.1",  # given on the command line after the declared params: fixed
+        ]
+    )
+    assert dists == {
+        "optimizer.lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "data.block_size": CategoricalDistribution([64, 128]),
+        "scheduler.warmup_steps": IntDistribution(10, 30, step=10),  # Hydra's range excludes its end
+    }
+    assert [o.input_line for o in fixed.values()] == ["model=gpt_tiny", "optimizer.weight_decay=0.1"]
+    assert grid_choices("w", dists["scheduler.warmup_steps"]) == [10, 20, 30]
+    with pytest.raises(ConfigError, match=r"^optimizer.lr: the grid sampler needs choice"):
+        grid_choices("optimizer.lr", dists["optimizer.lr"])
+
+
+@pytest.mark.parametrize(
+    ("option", "cls"), [("tpe", "TPESampler"), ("random", "RandomSampler"), ("grid", "GridSampler")]
+)
+def test_every_sampler_option_builds_an_optuna_sampler_without_hydra_optuna_sweeper(make_cfg, option, cls):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("hparams_search=optuna", f"hydra/sweeper/sampler={option}", "hydra.sweeper.sampler.seed=3")
+    sampler = instantiate(cfg.hydra.sweeper.sampler)
+    if option == "grid":  # a partial: the sweeper gives it the grid
+        sampler = sampler({"optimizer.lr": [1e-3, 3e-3]})
+    assert type(sampler).__name__ == cls

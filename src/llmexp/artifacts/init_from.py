@@ -24,6 +24,7 @@ class InitialWeights:
     model_config: Any
     state_dict: dict[str, torch.Tensor]
     tokenizer: Tokenizer | None
+    chat_template: dict | None = None  # an instruction-tuned checkpoint's template: the format its model expects
 
 
 def load_initial_weights(path: str | Path) -> InitialWeights:
@@ -40,4 +41,5 @@ def load_initial_weights(path: str | Path) -> InitialWeights:
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     config = config_from_dict(checkpoint["llmexp"]["model_config"])
-    return InitialWeights(config, state, tokenizer_from_checkpoint(checkpoint))
+    template = checkpoint["llmexp"].get("chat_template")
+    return InitialWeights(config, state, tokenizer_from_checkpoint(checkpoint), template)

@@ -1,4 +1,4 @@
-"""`llmexp-compare`: compare runs (run folders, a multirun folder, W&B offline runs) in a table, a PNG and HTML."""
+"""`llmexp-compare`: compare runs (run folders, a multirun or sweep folder) in a table and one interactive HTML page."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from llmexp.errors import UserError
-from llmexp.tracking.compare import compare_runs, comparison_rows, text_table
+from llmexp.tracking.compare import comparison_rows, text_table
 from llmexp.tracking.diff import diff_records, format_diff, load_record
+from llmexp.tracking.report import compare_runs
 from llmexp.tracking.runs import discover_runs
 
 

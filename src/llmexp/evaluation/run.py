@@ -16,6 +16,7 @@ from llmexp.errors import CheckpointError
 from llmexp.evaluation.samples import write_samples
 from llmexp.evaluation.suite import EvalSettings, flat_scores, run_suite
 from llmexp.models.spec import FAMILIES, family_of
+from llmexp.tracking.eval_link import add_to_training_wandb_run
 from llmexp.tracking.quiet import silence_library_noise
 from llmexp.tracking.secrets import redact, scrub_hydra_files
 
@@ -74,6 +75,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trained_in = link_to_training_run(cfg.ckpt_path, run_dir / "eval_results.json", results)
     if trained_in is not None:
         print(f"Recorded in the training run: {trained_in}")
+        add_to_training_wandb_run(trained_in.parent, results)  # and in its W&B run, when it used W&B
     return results
 
 

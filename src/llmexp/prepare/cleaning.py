@@ -177,17 +177,19 @@ class CleanConfig:
 
     def clean(self, text: str, stats: dict[str, Counter]) -> str | None:
         """The cleaned text, or None when the document is dropped (counted in stats)."""
+        return self.clean_or_reason(text, stats)[0]
+
+    def clean_or_reason(self, text: str, stats: dict[str, Counter]) -> tuple[str | None, str | None]:
+        """(the cleaned text, None), or (None, the filter that dropped it); counted in stats either way."""
         text = normalise(text, self.normal_form, self.strip_control, self.normalise_whitespace)
         if self.boilerplate_phrases or self.min_line_words:
             kept = [line for line in text.split("\n") if self._keep_line(line, stats["lines_removed"])]
             text = "\n".join(kept).strip("\n")
-        if not text.strip():
-            stats["filtered"]["empty_after_cleaning"] += 1
-            return None
-        failed = self._failed_filter(text)
+        failed = None if text.strip() else "empty_after_cleaning"
+        failed = failed or self._failed_filter(text)
         if failed is None and self.languages and self._wrong_language(text):
             failed = "language"
         if failed is not None:
             stats["filtered"][failed] += 1
-            return None
-        return text
+            return None, failed
+        return text, None

@@ -1,9 +1,10 @@
-"""Exact and near-duplicate detection: a content hash, and MinHash signatures indexed by LSH (`datasketch`).
+"""Exact and near-duplicate detection: what is computed per document and per unit, in parallel.
 
-Signatures are computed where documents are cleaned (in parallel workers) and stored; the decision is then taken in
-one pass in a fixed order, so the first occurrence is kept and the result does not depend on the number of workers.
-Memory grows with the documents *kept*: 16 bytes each for exact dedup, the LSH band keys, and (with `verify`) the
-signature (num_perm x 4 bytes) to confirm LSH candidates by their estimated Jaccard similarity.
+Per document: a content hash (exact) and a MinHash signature of its word shingles (near). Per unit: its *keys*, one
+row per document and LSH band (and one for the content hash), sorted by key, so that documents sharing a key meet in
+one partition of the key space; `clusters` pairs them there, confirms each candidate pair (identical content hash, or
+exact Jaccard similarity of the shingle sets >= threshold) and removes all but the first document of each connected
+group. The bands and rows are chosen so that a pair at the threshold becomes a candidate with probability >= 0.99.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from llmexp.errors import ConfigError
 
@@ -45,8 +46,9 @@ def shingle_hashes(text: str, size: int) -> np.ndarray:
 
 @dataclass
 class NearDedupConfig:
-    """MinHash + LSH settings. With bands and rows unset, datasketch picks them for `threshold` (favouring recall
-    when `verify` confirms candidates); set both to choose the S-curve yourself (bands * rows <= num_perm)."""
+    """MinHash + LSH settings. With bands and rows unset they are chosen for `threshold` (see lsh_params); set both
+    to choose the S-curve yourself (bands * rows <= num_perm). `verify` confirms candidates by the exact Jaccard
+    similarity of their shingle sets (false: every LSH candidate counts)."""
 
     enabled: bool = True
     threshold: float = 0.8
@@ -82,6 +84,27 @@ class DedupConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def active(self) -> bool:
+        return self.exact or self.near.enabled
+
+    @property
+    def bands_rows(self) -> tuple[int, int] | None:
+        near = self.near
+        if not near.enabled:
+            return None
+        return (near.bands, near.rows) if near.bands is not None else lsh_params(near.threshold, near.num_perm)
+
+
+def lsh_params(threshold: float, num_perm: int, at_threshold: float = 0.99) -> tuple[int, int]:
+    """(bands, rows): the most selective banding (most rows per band, so fewest chance candidates) under which a
+    pair whose similarity equals the threshold still becomes a candidate with probability >= `at_threshold`."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= at_threshold:
+            return bands, rows
+    return num_perm, 1
+
 
 class Signer:
     """MinHash signatures (uint32[num_perm]) of documents; the permutations are shared by every signature."""
@@ -106,48 +129,39 @@ class Signer:
         return m.hashvalues.astype(np.uint32, copy=False)
 
 
-class Deduplicator:
-    """Streaming decisions: `check(digest, signature)` says 'exact', 'near' or None (kept, and remembered)."""
+EXACT, BAND = 0, 1  # the kinds of key
+_MIX64 = np.uint64(0x9E3779B97F4A7C15)
 
-    def __init__(self, cfg: DedupConfig):
-        self.cfg = cfg
-        self.seen: set[bytes] = set()
-        near = cfg.near
-        self.signer = Signer(near) if near.enabled else None
-        params = (near.bands, near.rows) if near.bands is not None else None
-        # datasketch picks bands/rows minimising weighted false-positive and false-negative areas. With verification
-        # false positives are cheap (they are checked), so missed duplicates weigh more there.
-        weights = (0.1, 0.9) if near.verify else (0.5, 0.5)
-        self.lsh = (
-            MinHashLSH(threshold=near.threshold, num_perm=near.num_perm, weights=weights, params=params)
-            if near.enabled
-            else None
-        )
-        self.kept_signatures: list[np.ndarray] = []
 
-    @property
-    def bands_rows(self) -> tuple[int, int] | None:
-        return (self.lsh.b, self.lsh.r) if self.lsh is not None else None
+def doc_ids(unit: int, rows: int) -> np.ndarray:
+    """Global document ids (unit << 32 | row): their order is the corpus order, whatever the partitioning."""
+    return (np.uint64(unit) << np.uint64(32)) | np.arange(rows, dtype=np.uint64)
 
-    def _near_duplicate(self, signature: np.ndarray) -> bool:
-        assert self.lsh is not None and self.signer is not None
-        minhash = self.signer.minhash(signature)
-        candidates = self.lsh.query(minhash)
-        if candidates and not self.cfg.near.verify:
-            return True
-        for key in candidates:
-            if float(np.mean(self.kept_signatures[key] == signature)) >= self.cfg.near.threshold:
-                return True
-        key = len(self.kept_signatures)
-        self.kept_signatures.append(signature if self.cfg.near.verify else signature[:0])
-        self.lsh.insert(key, minhash, check_duplication=False)
-        return False
 
-    def check(self, digest: bytes, signature: np.ndarray | None) -> str | None:
-        if self.cfg.exact:
-            if digest in self.seen:
-                return "exact"
-            self.seen.add(digest)
-        if self.lsh is not None and signature is not None and self._near_duplicate(signature):
-            return "near"
-        return None
+def unit_keys(unit: int, digests: np.ndarray | None, signatures: np.ndarray | None, cfg: DedupConfig) -> np.ndarray:
+    """(key, kind, document id) rows of one unit, sorted: the first 8 bytes of each content hash (kind EXACT) and
+    a 64-bit hash of each LSH band of each signature (kind BAND, band index mixed in)."""
+    parts = []
+    n = len(digests) if digests is not None else len(signatures)
+    ids = doc_ids(unit, n)
+    if cfg.exact and digests is not None:
+        parts.append(np.stack([digests[:, :8].copy().view(np.uint64)[:, 0], np.full(n, EXACT, np.uint64), ids], 1))
+    if signatures is not None and cfg.bands_rows is not None:
+        bands, rows = cfg.bands_rows
+        with np.errstate(over="ignore"):
+            for band in range(bands):
+                h = np.full(n, band + 1, dtype=np.uint64) * _MIX64
+                for column in signatures[:, band * rows : (band + 1) * rows].T.astype(np.uint64):
+                    h = (h ^ column) * _MIX64
+                parts.append(np.stack([h, np.full(n, BAND, np.uint64), ids], 1))
+    keys = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.uint64)
+    return keys[np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))]
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets given as sorted unique arrays."""
+    union = len(a) + len(b)
+    if union == 0:
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (union - common)

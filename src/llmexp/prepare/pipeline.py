@@ -1,27 +1,26 @@
 """`llmexp-prepare`: raw documents -> cleaned, redacted, deduplicated -> tokenizer -> packed token shards.
 
-Stages and where their results live (under <output>/work/, keyed by a hash of every setting that shapes them):
-1. clean (parallel, per unit)   read, normalise, filter, redact, hash, sign -> clean-<key>/<unit>.arrow
-2. dedup (one ordered pass)     exact and near-duplicate decisions; split and repeat count of each kept document
-3. tokenizer                    trained on the kept training documents (or loaded) -> <output>/tokenizer.json
-4. tokenize (parallel, per unit)                                               -> tokens-<key>/<unit>.bin
-5. pack                         documents in a fixed order into shards         -> <output>/shards/
-6. manifest.json and DATACARD.md, written last.
-A killed run leaves only complete files behind (temporary names, then rename); re-running skips every unit and shard
-already there and, since each stage is deterministic, writes shards byte-identical to an uninterrupted run.
+Stages, their jobs, and where results live (under <output>/work/, keyed by a hash of every setting that shapes them):
+1. read (per unit)        read, clean, redact, hash, sign -> clean-<key>/<unit>.arrow; dedup keys -> keys-<key>/;
+                          benchmark n-gram hits -> hits-<key>/
+2. cluster (per partition of the key space)  confirmed duplicate pairs -> clusters-<key>/
+3. decide (one job, here) which documents go (duplicates; benchmark overlaps with decontam.drop) -> decision-<key>/
+4. tokenizer (one job)    trained on the kept training documents (or loaded) -> <output>/tokenizer.json
+5. tokenize (per unit)    -> tokens-<key>/<unit>.{bin,json,docs.npy}
+6. pack (per shard)       documents in a fixed order into shards -> <output>/shards/
+7. manifest.json and DATACARD.md, written last, here.
+The executor runs each stage's jobs in local worker processes or as a SLURM array (see `executors`); every job
+writes complete files only and is deterministic, so a killed run resumes where it stopped, and the shards are
+byte-identical whichever executor, worker count or task count produced them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
-import math
 import shutil
 import time
-from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,65 +28,40 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-import llmexp
-from llmexp.data.corpus import split_of
 from llmexp.data.prepared import SPLITS, token_dtype
-from llmexp.data.shards import DATACARD, FORMAT_VERSION, MANIFEST, SHARDS_DIR, TOKENIZER, shard_stem
-from llmexp.errors import ConfigError, DataError
-from llmexp.prepare import datacard, stages
+from llmexp.data.shards import DATACARD, MANIFEST, SHARDS_DIR, TOKENIZER
+from llmexp.errors import ConfigError
+from llmexp.prepare import datacard, manifest
 from llmexp.prepare.cleaning import CleanConfig
-from llmexp.prepare.dedup import DedupConfig, Deduplicator
+from llmexp.prepare.clusters import SUMMARY, ClusterJob, DecideJob
+from llmexp.prepare.decontam import DecontamConfig, HitsJob, build_index, fingerprint
+from llmexp.prepare.dedup import DedupConfig
+from llmexp.prepare.executors import Executor, LocalExecutor
+from llmexp.prepare.packing import PackConfig, PackJob, TrainTokenizerJob, emission_order, load_docs, shard_bounds
 from llmexp.prepare.pii import PIIConfig
-from llmexp.prepare.shard_writer import atomic_write_bytes, shard_complete, shard_record, write_shard
+from llmexp.prepare.shard_writer import atomic_write_bytes
 from llmexp.prepare.sources import Mixture, Source, Unit, as_sources
-from llmexp.prepare.workers import Workers
+from llmexp.prepare.stages import Chain, CleanJob, KeysJob, TokenizeJob, remove_temporaries, run_job
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PackConfig:
-    """How token shards are cut: about `shard_tokens` tokens each (whole documents); `batch_docs` per encode call."""
-
-    shard_tokens: int = 100_000_000
-    batch_docs: int = 256
-
-    def __post_init__(self) -> None:
-        if self.shard_tokens < 1 or self.batch_docs < 1:
-            raise ConfigError("pack.shard_tokens and pack.batch_docs must be >= 1")
+__all__ = ["PackConfig", "Preparation", "prepare_from_config"]
 
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _fraction(doc_id: str, salt: str) -> float:
-    return int.from_bytes(hashlib.sha256(f"{salt}|{doc_id}".encode()).digest()[:8], "big") / 2**64
-
-
-def repeat_count(doc_id: str, weight: float, seed: int) -> int:
-    """How many times a kept document goes into the shards: floor(weight), plus one with the fractional part's
-    probability (decided by a hash of the id, so it is the same on every run)."""
-    whole = math.floor(weight)
-    return whole + int(_fraction(doc_id, f"repeat{seed}") < weight - whole)
-
-
-def _open_tokens(path: str, dtype: np.dtype) -> np.ndarray:
-    """A unit's token file, memory-mapped (numpy cannot map an empty file: a unit with no document left)."""
-    return np.memmap(path, dtype=dtype, mode="r") if Path(path).stat().st_size else np.zeros(0, dtype=dtype)
-
-
 @dataclass
 class UnitPlan:
-    """One unit's documents after deduplication: which survive, their split and repeat count."""
+    """One unit and where its per-unit results go."""
 
+    index: int
     source: Source
     unit: Unit
     clean_path: Path
-    keep: np.ndarray | None = None  # bool per cleaned document
-    split: np.ndarray | None = None  # 0 train / 1 val, per kept document
-    repeats: np.ndarray | None = None  # per kept document
+    keys_path: Path
+    hits_path: Path
 
 
 class Preparation:
@@ -109,224 +83,190 @@ class Preparation:
         progress: bool = True,
         keep_work: bool = True,
         config: dict[str, Any] | None = None,
+        decontam: DecontamConfig | None = None,
+        executor: Executor | None = None,
     ):
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.sources = as_sources(source)
         self.clean, self.pii, self.dedup, self.spec, self.pack = clean, pii, dedup, tokenizer, pack
-        self.out, self.name = Path(output_dir), name
+        self.decontam = decontam or DecontamConfig(enabled=False)
+        self.out, self.work, self.name = Path(output_dir), Path(output_dir) / "work", name
         self.val_fraction, self.seed, self.keep_work, self.config = val_fraction, seed, keep_work, config
-        self.workers = Workers(num_workers, progress)
-        self.reused: Counter = Counter()
+        self.executor = executor or LocalExecutor(num_workers, progress)
+        self.reused: dict[str, int] = {}
+        self.hits_key, self.index_dir = "", None  # set by prepare_decontam when decontamination is on
         near = dedup.near
         signing = (near.enabled, near.num_perm, near.shingle_size, near.seed) if near.enabled else None
         reading = [{k: v for k, v in s.describe().items() if k != "weight"} for s in self.sources]
         self.clean_key = _key("clean", reading, asdict(clean), asdict(pii) if pii else None, signing)
-        self.dedup_key = _key(self.clean_key, dedup.to_dict())
-        self.split_key = _key(self.dedup_key, val_fraction, seed, [s.weight for s in self.sources])
+        self.keys_key = _key(self.clean_key, dedup.to_dict())
+
+    def _dir(self, name: str) -> Path:
+        path = self.work / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stage(self, name: str, jobs: list[Any], markers: Path) -> None:
+        """Run a stage's jobs with the executor, then clear what killed jobs left (nothing of this run is running)."""
+        self.executor.run(name, jobs, markers)
+        remove_temporaries(self.out)
 
     # -- stage 1 ---------------------------------------------------------------------------------------------
-    def run_clean(self, plans: list[UnitPlan]) -> dict[str, Any]:
+    def plan_units(self) -> list[UnitPlan]:
+        clean = self._dir(f"clean-{self.clean_key}")
+        keys = self._dir(f"keys-{self.keys_key}")
+        plans = []
+        for source in self.sources:
+            for unit in source.units():
+                i = len(plans)
+                hits = self.work / f"hits-{self.hits_key}" / f"{unit.uid}.npy" if self.decontam.enabled else Path()
+                plans.append(UnitPlan(i, source, unit, clean / f"{unit.uid}.arrow", keys / f"{unit.uid}.npy", hits))
+        return plans
+
+    def prepare_decontam(self) -> dict[str, Any]:
+        """The benchmark n-gram index (built once per set of benchmark files); the report of what it holds."""
+        if not self.decontam.enabled:
+            return {}
+        benchmarks = self.decontam.benchmarks()
+        index_key = _key(self.decontam.ngram, fingerprint(benchmarks))
+        self.hits_key = _key(self.clean_key, index_key)
+        self.index_dir: Path | None = self._dir(f"decontam-{index_key}")
+        self._dir(f"hits-{self.hits_key}")
+        names = self.index_dir / "benchmarks.json"
+        if names.exists():
+            return json.loads(names.read_text())
+        return build_index(benchmarks, self.decontam.ngram, self.index_dir)
+
+    def run_read(self, plans: list[UnitPlan]) -> None:
         near = self.dedup.near if self.dedup.near.enabled else None
-        jobs = [
-            stages.CleanJob(p.source, p.unit, self.clean, self.pii, near, str(p.clean_path))
-            for p in plans
-            if not p.clean_path.exists()
-        ]
-        self.reused["clean_units"] = len(plans) - len(jobs)
-        self.workers.map(stages.clean_unit, jobs, "clean")
-        total = stages.new_stats()
-        for plan in plans:
-            part = json.loads(plan.clean_path.with_suffix(".stats.json").read_text())
-            stages.merge_stats(total, {k: Counter(v) if k in stages.STAT_GROUPS else v for k, v in part.items()})
-        return total
+        chains = []
+        for p in plans:
+            steps: list[Any] = [CleanJob(p.source, p.unit, self.clean, self.pii, near, str(p.clean_path))]
+            if self.dedup.active:
+                steps.append(KeysJob(p.index, str(p.clean_path), self.dedup, str(p.keys_path)))
+            if self.index_dir is not None:
+                steps.append(HitsJob(str(p.clean_path), str(self.index_dir), self.decontam.ngram, str(p.hits_path)))
+            chains.append(Chain(steps))
+        self.reused["clean_units"] = sum(p.clean_path.exists() for p in plans)
+        self.stage("read", chains, plans[0].clean_path.parent)
 
-    # -- stage 2 ---------------------------------------------------------------------------------------------
-    def run_dedup(self, plans: list[UnitPlan]) -> dict[str, Any]:
-        dedup = Deduplicator(self.dedup)
-        counts: Counter = Counter()
-        for plan in plans:
-            table = stages.read_unit_table(plan.clean_path, ["doc_id", "digest", "signature"])
-            doc_ids = table.column("doc_id").to_pylist()
-            digests = table.column("digest").to_pylist()
-            signatures = None
-            if dedup.signer is not None and len(doc_ids):
-                flat = table.column("signature").combine_chunks().values.to_numpy()
-                signatures = flat.reshape(len(doc_ids), self.dedup.near.num_perm)
-            keep = np.ones(len(doc_ids), dtype=bool)
-            for i, digest in enumerate(digests):
-                verdict = dedup.check(digest, None if signatures is None else signatures[i])
-                if verdict is not None:
-                    keep[i] = False
-                    counts[verdict] += 1
-            kept_ids = [d for d, k in zip(doc_ids, keep, strict=True) if k]
-            plan.keep = keep
-            plan.split = np.array([split_of(d, self.val_fraction) == "val" for d in kept_ids], dtype=np.int8)
-            plan.repeats = np.array([repeat_count(d, plan.source.weight, self.seed) for d in kept_ids], dtype=np.int32)
-        kept = int(sum(int(p.keep.sum()) for p in plans))
-        result = {"exact": counts["exact"], "near": counts["near"], "kept": kept}
-        if dedup.bands_rows is not None:
-            result["lsh_bands"], result["lsh_rows"] = dedup.bands_rows
-        return result
+    # -- stages 2 and 3 --------------------------------------------------------------------------------------
+    def run_dedup(self, plans: list[UnitPlan]) -> Path:
+        clean_paths = [str(p.clean_path) for p in plans]
+        edge_files: list[str] = []
+        if self.dedup.active:
+            directory, parts = self._dir(f"clusters-{self.keys_key}"), self.executor.parallelism
+            keys = [str(p.keys_path) for p in plans]
+            jobs = [
+                ClusterJob(i, parts, keys, clean_paths, self.dedup, str(directory / f"part-{i:05d}-of-{parts:05d}.npy"))
+                for i in range(parts)
+            ]
+            self.stage("cluster", jobs, directory)
+            edge_files = [job.out_path for job in jobs]
+        drop = self.index_dir is not None and self.decontam.drop
+        self.decision_key = _key(self.keys_key, self.dedup.active, self.hits_key if drop else None)
+        decision = self._dir(f"decision-{self.decision_key}")
+        hits = {p.index: str(p.hits_path) for p in plans} if drop else {}
+        run_job(DecideJob(edge_files, hits, clean_paths, str(decision)))
+        return decision
 
-    # -- stage 3 ---------------------------------------------------------------------------------------------
-    def _training_texts(self, plans: list[UnitPlan]) -> Iterator[str]:
-        for plan in plans:
-            texts = stages.read_unit_table(plan.clean_path, ["text"]).column("text")
-            kept = np.flatnonzero(plan.keep)[plan.split == 0]
-            for start in range(0, len(kept), 1024):
-                yield from texts.take(kept[start : start + 1024]).to_pylist()
-
-    def run_tokenizer(self, plans: list[UnitPlan], work: Path) -> Tokenizer:
+    # -- stages 4 to 6 ---------------------------------------------------------------------------------------
+    def run_tokenizer(self, plans: list[UnitPlan], decision: Path) -> Tokenizer:
+        self.split_key = _key(self.decision_key, self.val_fraction, self.seed, [s.weight for s in self.sources])
         key = _key(self.split_key, self.spec.fingerprint())
-        path, key_path = self.out / TOKENIZER, work / "tokenizer.key"
-        if path.exists() and key_path.exists() and key_path.read_text() == key:
-            self.reused["tokenizer"] = 1
-            return Tokenizer.load(path)
-        log.info(
-            "training the %s tokenizer (vocab %d) on the kept training documents", self.spec.kind, self.spec.vocab_size
+        job = TrainTokenizerJob(
+            self.spec,
+            [str(p.clean_path) for p in plans],
+            str(decision),
+            self.val_fraction,
+            str(self.out / TOKENIZER),
+            str(self.work / "tokenizer.key"),
+            key,
         )
-        tokenizer = self.spec.train(self._training_texts(plans))
-        atomic_write_bytes(path, tokenizer.to_str().encode("utf-8"))
-        atomic_write_bytes(key_path, key.encode())
-        return tokenizer
+        self.reused["tokenizer"] = int(job.done())
+        self.stage("tokenizer", [job], self.work)
+        return Tokenizer.load(self.out / TOKENIZER)
 
-    # -- stage 4 ---------------------------------------------------------------------------------------------
-    def run_tokenize(self, plans: list[UnitPlan], tokenizer: Tokenizer, work: Path) -> list[str]:
-        directory = work / f"tokens-{_key(self.dedup_key, tokenizer.sha256())}"
-        directory.mkdir(parents=True, exist_ok=True)
+    def run_tokenize(self, plans: list[UnitPlan], decision: Path, tokenizer: Tokenizer) -> list[str]:
+        directory = self._dir(f"tokens-{_key(self.split_key, tokenizer.sha256())}")
         dtype = token_dtype(tokenizer.vocab_size).name
         stems = [str(directory / p.unit.uid) for p in plans]
         jobs = [
-            stages.TokenizeJob(str(p.clean_path), p.keep, str(self.out / TOKENIZER), dtype, self.pack.batch_docs, stem)
+            TokenizeJob(
+                str(p.clean_path),
+                p.index,
+                str(decision),
+                str(self.out / TOKENIZER),
+                dtype,
+                self.pack.batch_docs,
+                stem,
+                self.val_fraction,
+                p.source.weight,
+                self.seed,
+            )
             for p, stem in zip(plans, stems, strict=True)
-            if not Path(stem + ".len.npy").exists()
         ]
-        self.reused["tokenized_units"] = len(plans) - len(jobs)
-        self.workers.map(stages.tokenize_unit, jobs, "tokenize")
+        self.reused["tokenized_units"] = sum(job.done() for job in jobs)
+        self.stage("tokenize", jobs, directory)
         return stems
 
-    # -- stage 5 ---------------------------------------------------------------------------------------------
-    def _emission_order(self, plans: list[UnitPlan], lengths: list[np.ndarray], split: int) -> np.ndarray:
-        """(unit, document, length) rows in shard order: every pass over the units adds the documents whose repeat
-        count exceeds the pass number, so repeated documents are spread over the split, not adjacent."""
-        rows = []
-        max_repeats = max((int(p.repeats.max()) for p in plans if len(p.repeats)), default=0)
-        for repeat in range(max_repeats):
-            for u, plan in enumerate(plans):
-                docs = np.flatnonzero((plan.split == split) & (plan.repeats > repeat))
-                rows.append(np.stack([np.full(len(docs), u), docs, lengths[u][docs]], axis=1))
-        return np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-
-    def run_pack(self, plans: list[UnitPlan], stems: list[str], dtype: np.dtype, tokens_key: str) -> dict[str, Any]:
-        directory = self.out / SHARDS_DIR
-        key = _key(tokens_key, self.split_key, self.pack.shard_tokens, dtype.name)
+    def run_pack(self, stems: list[str], dtype: np.dtype) -> dict[str, Any]:
+        directory, key = self.out / SHARDS_DIR, _key(Path(stems[0]).parent.name, self.pack.shard_tokens, dtype.name)
         key_path = directory / ".key"
         if directory.exists() and (not key_path.exists() or key_path.read_text() != key):
             shutil.rmtree(directory)  # shards of other settings: they would be silently mixed in
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(key_path, key.encode())
-        lengths = [np.load(stem + ".len.npy") for stem in stems]
-        offsets = [np.concatenate([[0], np.cumsum(x)]) for x in lengths]
-        splits = {}
+        records = self._dir(f"pack-{key}")
+        docs = load_docs(stems)
+        jobs, splits = [], {}
         for code, split in enumerate(SPLITS):
-            order = self._emission_order(plans, lengths, code)
-            cut = np.flatnonzero(np.diff(np.cumsum(order[:, 2]) // self.pack.shard_tokens, prepend=0)) + 1
-            bounds = [0, *[int(c) for c in cut if c < len(order)], len(order)] if len(order) else [0]
-            records = []
-            for index, (a, b) in enumerate(itertools.pairwise(bounds)):
-                stem = shard_stem(split, index)
-                if shard_complete(directory, stem, int(order[a:b, 2].sum()), dtype):
-                    self.reused["shards"] += 1
-                    records.append(shard_record(directory, stem))
-                    continue
-                tokens = [_open_tokens(stem_ + ".bin", dtype) for stem_ in stems]
-                pieces = [tokens[u][offsets[u][d] : offsets[u][d] + n] for u, d, n in order[a:b]]
-                records.append(write_shard(directory, stem, pieces, dtype))
-            unique = sum(int((p.split == code).sum()) for p in plans)
+            order = emission_order(docs, code)
+            mine = [
+                PackJob(stems, split, index, a, b, dtype.name, str(directory), str(records))
+                for index, (a, b) in enumerate(shard_bounds(order, self.pack.shard_tokens))
+            ]
+            jobs += mine
             splits[split] = {
                 "documents": len(order),
-                "unique_documents": unique,
+                "unique_documents": sum(int((d[:, 1] == code).sum()) for d in docs),
                 "tokens": int(order[:, 2].sum()),
-                "shards": records,
+                "shards": mine,
             }
+        self.reused["shards"] = sum(job.done() for job in jobs)
+        self.stage("pack", jobs, records)
+        for info in splits.values():
+            info["shards"] = [json.loads(job.record_path.read_text()) for job in info["shards"]]
         return splits
 
     # -- the run ---------------------------------------------------------------------------------------------
-    def plan_units(self, work: Path) -> list[UnitPlan]:
-        directory = work / f"clean-{self.clean_key}"
-        directory.mkdir(parents=True, exist_ok=True)
-        plans = []
-        for source in self.sources:
-            for unit in source.units():
-                plans.append(UnitPlan(source, unit, directory / f"{unit.uid}.arrow"))
-        return plans
-
     def run(self) -> dict[str, Any]:
         started = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
-        work = self.out / "work"
-        with FileLock(str(self.out / ".prepare.lock")), self.workers:
-            plans = self.plan_units(work)
+        with FileLock(str(self.out / ".prepare.lock")), self.executor:
+            if stale := remove_temporaries(self.out):
+                log.info("removed %d temporary file(s) left by an interrupted run", stale)
+            benchmarks = self.prepare_decontam()
+            plans = self.plan_units()
             log.info("%d sources, %d units -> %s", len(self.sources), len(plans), self.out)
-            stats = self.run_clean(plans)
-            dedup_counts = self.run_dedup(plans)
-            if not any(int((p.split == 0).sum()) for p in plans):
-                raise DataError(
-                    f"no training documents left: {stats['documents_read']} read, {stats['documents_out']} after "
-                    f"cleaning, {dedup_counts['kept']} after deduplication (filtered: {dict(stats['filtered'])})"
-                )
-            tokenizer = self.run_tokenizer(plans, work)
-            dtype = token_dtype(tokenizer.vocab_size)
-            stems = self.run_tokenize(plans, tokenizer, work)
-            splits = self.run_pack(plans, stems, dtype, Path(stems[0]).parent.name)
-            manifest = self.manifest(plans, stats, dedup_counts, tokenizer, dtype, splits, time.time() - started)
-            atomic_write_bytes(self.out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False).encode())
-            atomic_write_bytes(self.out / DATACARD, datacard.render(manifest).encode("utf-8"))
+            self.run_read(plans)
+            stats = manifest.merge_unit_stats(plans)
+            decision = self.run_dedup(plans)
+            summary = json.loads((decision / SUMMARY).read_text())
+            manifest.check_documents_left(stats, summary, self.sources)
+            tokenizer = self.run_tokenizer(plans, decision)
+            stems = self.run_tokenize(plans, decision, tokenizer)
+            splits = self.run_pack(stems, token_dtype(tokenizer.vocab_size))
+            parts = manifest.Parts(plans, stats, summary, benchmarks, stems, splits, time.time() - started)
+            result = manifest.build(self, parts, tokenizer)
+            manifest.page_skipped_inputs(self.out, result)
+            atomic_write_bytes(self.out / MANIFEST, json.dumps(result, indent=2, sort_keys=False).encode())
+            atomic_write_bytes(self.out / DATACARD, datacard.render(result).encode("utf-8"))
             if not self.keep_work:
-                shutil.rmtree(work)
+                shutil.rmtree(self.work)
         log.info("prepared %s: %s", self.out, {s: v["tokens"] for s, v in splits.items()})
-        return manifest
-
-    def manifest(
-        self,
-        plans: list[UnitPlan],
-        stats: dict[str, Any],
-        dedup_counts: dict[str, Any],
-        tokenizer: Tokenizer,
-        dtype: np.dtype,
-        splits: dict[str, Any],
-        seconds: float,
-    ) -> dict[str, Any]:
-        sources = []
-        for source in self.sources:
-            mine = [p for p in plans if p.source is source]
-            sources.append(
-                {
-                    **source.describe(),
-                    "units": len(mine),
-                    "input_bytes": sum(p.unit.size_bytes for p in mine),
-                    "documents_kept": sum(int(p.keep.sum()) for p in mine),
-                    "inputs": [{"key": p.unit.key, "bytes": p.unit.size_bytes} for p in mine[:1000]],
-                }
-            )
-        counts = {k: (dict(sorted(v.items())) if k in stages.STAT_GROUPS else v) for k, v in stats.items()}
-        return {
-            "format_version": FORMAT_VERSION,
-            "name": self.name,
-            "llmexp_version": llmexp.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "dtype": dtype.name,
-            "eos_id": tokenizer.eos_id,
-            "vocab_size": tokenizer.vocab_size,
-            "tokenizer": {"file": TOKENIZER, "sha256": tokenizer.sha256(), "kind": self.spec.kind},
-            "val_fraction": self.val_fraction,
-            "sources": sources,
-            "counts": {**counts, "dedup": dedup_counts},
-            "splits": splits,
-            "run": {"seconds": round(seconds, 2), "units": len(plans), "reused": dict(self.reused)},
-            "config": self.config,
-        }
+        return result
 
 
 def prepare_from_config(cfg: Any) -> dict[str, Any]:
@@ -350,4 +290,6 @@ def prepare_from_config(cfg: Any) -> dict[str, Any]:
         progress=cfg.progress,
         keep_work=cfg.keep_work,
         config=to_container(cfg),
+        decontam=instantiate(cfg.decontam),
+        executor=instantiate(cfg.executor),
     ).run()

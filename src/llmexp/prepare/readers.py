@@ -1,228 +1,221 @@
-"""Documents out of local files (.txt, .jsonl, .parquet; .gz/.zst compressed), with bad input skipped and counted.
+"""Documents out of local files (.txt, .jsonl, .json arrays, .parquet; .gz/.zst compressed), bad input counted.
 
-Nothing here raises on bad content: a binary file, an empty file, invalid UTF-8, a line too long to hold, a malformed
-jsonl row or an unreadable parquet file each add one to a named counter in `skipped` and reading goes on. The caller
-reports the counters (the prepare manifest does).
+Nothing here raises on bad content: a binary, empty or unreadable file, invalid UTF-8, a line or item too long to
+hold, a malformed row, a row without the text field, or a truncated archive each add to a named count in a
+`Skipped` (with a first example) and reading goes on with what can be read. The prepare manifest lists them by file.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
 from llmexp.data.corpus import Document
+from llmexp.errors import ConfigError
+from llmexp.prepare.json_arrays import json_array_items
+from llmexp.prepare.streams import (
+    DECODE_ERRORS,
+    Skipped,
+    Utf8Lines,
+    bom_encoding,
+    bounded_lines,
+    decode,
+    open_binary,
+    too_long,
+    was_truncated,
+)
 
 log = logging.getLogger(__name__)
 
 SNIFF_BYTES = 8192
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TXT_UNITS = ("chunk", "paragraph")
-# What a corrupt or truncated file raises while being read (pyarrow's ArrowInvalid is a ValueError).
+# What an unreadable file raises while being read (pyarrow's ArrowInvalid is a ValueError).
 READ_ERRORS = (OSError, EOFError, ValueError, zstandard.ZstdError)
 
 
-def open_binary(path: Path) -> BinaryIO:
-    """The file's bytes, decompressed for .gz and .zst."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.suffix == ".zst":
-        return io.BufferedReader(zstandard.open(path, "rb"))
-    return path.open("rb")
+@dataclass(frozen=True)
+class ReadOptions:
+    """How files are cut into documents and what is tolerated (see conf/source/files.yaml)."""
 
+    text_field: str = "text"
+    txt_unit: str = "chunk"
+    chunk_chars: int = 20000
+    max_line_bytes: int = 16 << 20
+    decode_errors: str = "line"
 
-def splittable(path: Path) -> bool:
-    """Whether a file can be read in byte ranges (uncompressed text or jsonl: lines can be found from any offset)."""
-    return path.suffix not in (".gz", ".zst") and file_format(path) != "parquet"
+    def __post_init__(self) -> None:
+        if self.txt_unit not in TXT_UNITS:
+            raise ConfigError(f"source.txt_unit={self.txt_unit!r} is not one of {list(TXT_UNITS)}")
+        if self.decode_errors not in DECODE_ERRORS:
+            raise ConfigError(f"source.decode_errors={self.decode_errors!r} is not one of {list(DECODE_ERRORS)}")
+        if self.max_line_bytes < 1 or self.chunk_chars < 0:
+            raise ConfigError("source.max_line_bytes must be >= 1 and source.chunk_chars >= 0")
 
 
 def file_format(path: Path) -> str:
-    """'jsonl', 'parquet' or 'txt' (anything else is read as text; binary files are caught by sniffing)."""
+    """'jsonl', 'json' (an array, or rows one per line), 'parquet' or 'txt' (anything else; binary files are
+    caught by sniffing)."""
     name = path.name.lower()
     for suffix in (".gz", ".zst"):
         name = name.removesuffix(suffix)
-    if name.endswith(JSONL_SUFFIXES):
+    if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
-    return "txt"
+    return next((fmt for fmt in ("json", "parquet") if name.endswith(f".{fmt}")), "txt")
 
 
-def sniff(path: Path, skipped: Counter) -> bool:
-    """False (and counted) for empty files, binary files (a NUL byte in the first 8 KiB) and unreadable ones."""
+def splittable(path: Path) -> bool:
+    """Whether a file can be read in byte ranges: uncompressed UTF-8 text or jsonl (lines found from any offset)."""
+    if path.suffix in (".gz", ".zst") or file_format(path) not in ("txt", "jsonl"):
+        return False
+    with path.open("rb") as handle:
+        return bom_encoding(handle.read(4)) is None
+
+
+def sniff(path: Path, skipped: Skipped) -> tuple[str, bytes] | None:
+    """(encoding, first bytes), or None (counted) for empty, binary (a NUL byte in the first 8 KiB without a
+    UTF-16/32 byte-order mark) and unreadable files."""
     try:
         with open_binary(path) as handle:
             head = handle.read(SNIFF_BYTES)
     except READ_ERRORS as err:
-        log.warning("skipping unreadable file %s: %s", path, err)
-        skipped["unreadable_file"] += 1
-        return False
-    if not head:
-        skipped["empty_file"] += 1
-        return False
-    if b"\x00" in head:
-        skipped["binary_file"] += 1
-        return False
-    return True
-
-
-def bounded_lines(
-    handle: BinaryIO, max_bytes: int, skipped: Counter, start: int = 0, end: int | None = None
-) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) of the lines that start in [start, end), with a cap on memory: a line longer than
-    max_bytes is drained in pieces and counted. A range that starts mid-line leaves that line to the range before."""
-    if start > 0:
-        handle.seek(start - 1)
-        if handle.read(1) != b"\n":
-            handle.readline()
-    offset = handle.tell()
-    while end is None or offset < end:
-        line = handle.readline(max_bytes + 1)
-        if not line:
-            return
-        here = offset
-        offset += len(line)
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            skipped["oversized_line"] += 1
-            while line and not line.endswith(b"\n"):
-                line = handle.readline(1 << 20)
-                offset += len(line)
-            continue
-        yield here, line
-
-
-def _decode(data: bytes, skipped: Counter) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        skipped["invalid_utf8"] += 1
+        skipped.add("unreadable_file", example=f"{path.name}: {err}")
         return None
+    encoding = bom_encoding(head)
+    if not head:
+        skipped.add("empty_file", example=path.name)
+    elif encoding is None and b"\x00" in head:
+        skipped.add("binary_file", example=path.name)
+    else:
+        return encoding or "utf-8", head
+    return None
+
+
+def row_text(row: Any, field: str, max_bytes: int, skipped: Skipped) -> str | None:
+    """The row's text field, or None (counted: the field is named, with the fields the row does have)."""
+    text = row.get(field) if isinstance(row, dict) else None
+    if not isinstance(text, str):
+        has = f"its fields: {', '.join(map(str, row))}" if isinstance(row, dict) else f"a {type(row).__name__}"
+        skipped.add("missing_text_field", example=f"source.text_field={field!r} not in a row ({has})")
+    elif not text.strip():
+        skipped.add("empty_document")
+    elif too_long(text, max_bytes):
+        skipped.add("oversized_line", example=f"a {field!r} of more than {max_bytes:,} bytes")
+    else:
+        return text
+    return None
 
 
 def text_documents(
-    path: Path,
-    doc_prefix: str,
-    unit: str,
-    chunk_chars: int,
-    max_line_bytes: int,
-    skipped: Counter,
-    byte_range: tuple[int, int | None] = (0, None),
+    lines: Any, doc_prefix: str, options: ReadOptions, skipped: Skipped, byte_range: tuple
 ) -> Iterator[Document]:
-    """A text file cut at line boundaries into documents: about `chunk_chars` each ('chunk'; 0 = the whole file) or
-    one per blank-line-separated paragraph ('paragraph'). A document with invalid UTF-8 is skipped whole."""
-    lines: list[bytes] = []
+    """Text cut at line ends into documents of about `chunk_chars` ('chunk'; 0 = the whole file) or one per
+    blank-line-separated paragraph ('paragraph'). Invalid UTF-8 costs only its line (see streams.decode)."""
+    held: list[bytes] = []
     size, first = 0, 0
 
     def flush() -> Iterator[Document]:
-        text = _decode(b"".join(lines), skipped)
-        if text is not None and text.strip():
+        data = b"".join(held)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "".join(t for t in (decode(line, options.decode_errors, skipped) for line in held) if t)
+        if text.strip():
             yield Document(f"{doc_prefix}:{first}", text)
 
-    with open_binary(path) as handle:
-        for offset, line in bounded_lines(handle, max_line_bytes, skipped, *byte_range):
-            if not lines:
-                first = offset
-            blank = not line.strip()
-            if unit == "paragraph" and blank:
-                if lines:
-                    yield from flush()
-                lines, size = [], 0
-                continue
-            lines.append(line)
-            size += len(line)
-            if unit == "chunk" and chunk_chars and size >= chunk_chars:
+    for offset, line in bounded_lines(lines, options.max_line_bytes, skipped, *byte_range):
+        if not held:
+            first = offset
+        if options.txt_unit == "paragraph" and not line.strip():
+            if held:
                 yield from flush()
-                lines, size = [], 0
-        if lines:
+            held, size = [], 0
+            continue
+        held.append(line)
+        size += len(line)
+        if options.txt_unit == "chunk" and options.chunk_chars and size >= options.chunk_chars:
             yield from flush()
+            held, size = [], 0
+    if held:
+        yield from flush()
 
 
-def jsonl_documents(
-    path: Path,
-    doc_prefix: str,
-    text_field: str,
-    max_line_bytes: int,
-    skipped: Counter,
-    byte_range: tuple[int, int | None] = (0, None),
-) -> Iterator[Document]:
-    """One document per row's `text_field`; malformed rows, rows without the field and empty texts are counted."""
-    with open_binary(path) as handle:
-        for offset, line in bounded_lines(handle, max_line_bytes, skipped, *byte_range):
-            if not line.strip():
-                continue
-            raw = _decode(line, skipped)
-            if raw is None:
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError:
-                skipped["malformed_json"] += 1
-                continue
-            text = row.get(text_field) if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                skipped["missing_text_field"] += 1
-            elif not text.strip():
-                skipped["empty_document"] += 1
-            else:
-                yield Document(f"{doc_prefix}:{offset}", text)
+def jsonl_rows(lines: Any, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator[tuple[int, Any]]:
+    """(byte offset, parsed row) per line; malformed rows and undecodable lines are counted."""
+    for offset, line in bounded_lines(lines, options.max_line_bytes, skipped, *byte_range):
+        if not line.strip():
+            continue
+        raw = decode(line, options.decode_errors, skipped)
+        if raw is None:
+            continue
+        try:
+            yield offset, json.loads(raw)
+        except json.JSONDecodeError as err:
+            skipped.add("malformed_json", example=f"row at byte {offset:,}: {err.msg}")
 
 
-def parquet_documents(path: Path, doc_prefix: str, text_field: str, skipped: Counter) -> Iterator[Document]:
-    """One document per row's `text_field` column, read a batch of rows at a time."""
+def json_rows(handle: BinaryIO, head: bytes, options: ReadOptions, skipped: Skipped, byte_range: tuple) -> Iterator:
+    """(offset, row) of a .json file: the items of its array, or one row per line."""
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return json_array_items(handle, options.max_line_bytes, skipped)
+    return jsonl_rows(handle, options, skipped, byte_range)
+
+
+def parquet_documents(path: Path, doc_prefix: str, options: ReadOptions, skipped: Skipped) -> Iterator[Document]:
+    """One document per row's text column, read a batch of rows at a time."""
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
-        if text_field not in parquet.schema_arrow.names:
-            log.warning("skipping %s: no column %r (columns: %s)", path, text_field, parquet.schema_arrow.names)
-            skipped["missing_text_field"] += parquet.metadata.num_rows
+        names = parquet.schema_arrow.names
+        if options.text_field not in names:
+            example = f"source.text_field={options.text_field!r} not in {path.name} (its columns: {', '.join(names)})"
+            skipped.add("missing_text_field", parquet.metadata.num_rows, example)
             return
         row = 0
-        for batch in parquet.iter_batches(batch_size=1024, columns=[text_field]):
-            for text in batch.column(0).to_pylist():
+        for batch in parquet.iter_batches(batch_size=1024, columns=[options.text_field]):
+            for value in batch.column(0).to_pylist():
                 row += 1
-                if not isinstance(text, str):
-                    skipped["missing_text_field"] += 1
-                elif not text.strip():
-                    skipped["empty_document"] += 1
-                else:
+                text = row_text({options.text_field: value}, options.text_field, options.max_line_bytes, skipped)
+                if text is not None:
                     yield Document(f"{doc_prefix}:{row}", text)
     except READ_ERRORS as err:
-        log.warning("skipping the rest of unreadable file %s: %s", path, err)
-        skipped["unreadable_file"] += 1
+        skipped.add("unreadable_file", example=f"{path.name}: {err}")
 
 
 def file_documents(
-    path: Path,
-    doc_prefix: str,
-    skipped: Counter,
-    text_field: str = "text",
-    txt_unit: str = "chunk",
-    chunk_chars: int = 20000,
-    max_line_bytes: int = 16 << 20,
-    byte_range: tuple[int, int | None] = (0, None),
+    path: Path, doc_prefix: str, skipped: Skipped, options: ReadOptions, byte_range: tuple[int, int | None] = (0, None)
 ) -> Iterator[Document]:
-    """Every document of one file of any supported format (or of the lines starting in `byte_range` of an
-    uncompressed text/jsonl file); bad content is skipped and counted in `skipped`."""
+    """Every document of one file (or of the lines starting in `byte_range` of an uncompressed text/jsonl file)."""
     fmt = file_format(path)
     if fmt == "parquet":
-        yield from parquet_documents(path, doc_prefix, text_field, skipped)
+        yield from parquet_documents(path, doc_prefix, options, skipped)
         return
     # A file split into ranges is sniffed by each, but counted once (by the first).
-    if not sniff(path, skipped if byte_range[0] == 0 else Counter()):
+    sniffed = sniff(path, skipped if byte_range[0] == 0 else Skipped())
+    if sniffed is None:
         return
+    encoding, head = sniffed
     try:
-        if fmt == "jsonl":
-            yield from jsonl_documents(path, doc_prefix, text_field, max_line_bytes, skipped, byte_range)
-        else:
-            yield from text_documents(path, doc_prefix, txt_unit, chunk_chars, max_line_bytes, skipped, byte_range)
-    except READ_ERRORS as err:  # a truncated .gz/.zst: keep what was read, count the file
+        with open_binary(path) as handle:
+            lines = handle if encoding == "utf-8" else Utf8Lines(handle, encoding)
+            if fmt == "txt":
+                yield from text_documents(lines, doc_prefix, options, skipped, byte_range)
+            else:
+                if fmt == "json":  # a UTF-16/32 file starts with its byte-order mark: read as rows by line
+                    rows = json_rows(lines, head, options, skipped, byte_range)
+                else:
+                    rows = jsonl_rows(lines, options, skipped, byte_range)
+                for offset, row in rows:
+                    if (text := row_text(row, options.text_field, options.max_line_bytes, skipped)) is not None:
+                        yield Document(f"{doc_prefix}:{offset}", text)
+            if was_truncated(handle):
+                skipped.add("truncated_file", example=f"{path.name}: cut short or corrupt; what came before is kept")
+    except READ_ERRORS as err:
         log.warning("stopped reading %s part-way: %s", path, err)
-        skipped["unreadable_file"] += 1
+        skipped.add("unreadable_file", example=f"{path.name}: {err}")

@@ -13,14 +13,20 @@ import numpy as np
 from llmexp.data.shards import SHARDS_DIR
 
 
+def temporary(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place (stages.remove_temporaries clears stale ones)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary(path)
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
+    tmp = temporary(path)
+    tmp = tmp.with_name(tmp.name + ".npy")  # np.save would add the suffix
     np.save(tmp, array)
     os.replace(tmp, path)
 
@@ -38,7 +44,7 @@ def write_shard(directory: Path, stem: str, pieces: list[np.ndarray], dtype: np.
     lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     data = directory / f"{stem}.bin"
-    tmp = data.with_name(f".{data.name}.tmp{os.getpid()}")
+    tmp = temporary(data)
     with tmp.open("wb") as handle:
         for piece in pieces:
             handle.write(np.ascontiguousarray(piece, dtype=dtype).tobytes())

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +19,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from llmexp.data.corpus import Document
 from llmexp.data.text_files import expand_paths
 from llmexp.errors import ConfigError, DataError
-from llmexp.prepare.readers import TXT_UNITS, file_documents, splittable
+from llmexp.prepare.readers import ReadOptions, file_documents, row_text, splittable
+from llmexp.prepare.streams import Skipped
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Source(Protocol):
 
     def units(self) -> list[Unit]: ...
 
-    def read(self, unit: Unit, skipped: Counter) -> Iterator[Document]: ...
+    def read(self, unit: Unit, skipped: Skipped) -> Iterator[Document]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -69,19 +69,18 @@ class FileSource:
         txt_unit: str = "chunk",
         chunk_chars: int = 20000,
         max_line_bytes: int = 16 << 20,
+        decode_errors: str = "line",
         unit_bytes: int = 32 << 20,
         weight: float = 1.0,
         label: str = "files",
     ):
-        if txt_unit not in TXT_UNITS:
-            raise ConfigError(f"source.txt_unit={txt_unit!r} is not one of {list(TXT_UNITS)}")
-        if max_line_bytes < 1 or chunk_chars < 0 or unit_bytes < 1:
-            raise ConfigError("source.max_line_bytes and source.unit_bytes must be >= 1, source.chunk_chars >= 0")
+        self.options = ReadOptions(text_field, txt_unit, chunk_chars, max_line_bytes, decode_errors)
+        if unit_bytes < 1:
+            raise ConfigError("source.unit_bytes must be >= 1")
         self.patterns = [paths] if isinstance(paths, str) else [str(p) for p in paths]
         if not self.patterns:
             raise ConfigError("source.paths is empty; give at least one file, glob or directory")
-        self.text_field, self.txt_unit, self.chunk_chars = text_field, txt_unit, chunk_chars
-        self.max_line_bytes, self.unit_bytes = max_line_bytes, unit_bytes
+        self.unit_bytes = unit_bytes
         self.weight, self.label = _check_weight(label, weight), label
 
     def files(self) -> list[Path]:
@@ -106,18 +105,10 @@ class FileSource:
                 units.append(Unit(self.label, f"{key}@{start}", fingerprint, end - start, (start, end)))
         return units
 
-    def read(self, unit: Unit, skipped: Counter) -> Iterator[Document]:
+    def read(self, unit: Unit, skipped: Skipped) -> Iterator[Document]:
         path = Path(unit.fingerprint.rsplit(":", 2)[0])
-        yield from file_documents(
-            path,
-            f"{self.label}:{unit.key.split('@')[0]}",
-            skipped,
-            text_field=self.text_field,
-            txt_unit=self.txt_unit,
-            chunk_chars=self.chunk_chars,
-            max_line_bytes=self.max_line_bytes,
-            byte_range=unit.byte_range,
-        )
+        prefix = f"{self.label}:{unit.key.split('@')[0]}"
+        yield from file_documents(path, prefix, skipped, self.options, unit.byte_range)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -125,10 +116,7 @@ class FileSource:
             "label": self.label,
             "weight": self.weight,
             "paths": self.patterns,
-            "text_field": self.text_field,
-            "txt_unit": self.txt_unit,
-            "chunk_chars": self.chunk_chars,
-            "max_line_bytes": self.max_line_bytes,
+            **asdict(self.options),
             "unit_bytes": self.unit_bytes,
         }
 
@@ -152,6 +140,7 @@ class HFSource:
         revision: str | None = None,
         streaming: bool = False,
         text_field: str = "text",
+        max_line_bytes: int = 16 << 20,
         rows_per_unit: int = 50000,
         cache_dir: str | None = None,
         weight: float = 1.0,
@@ -162,6 +151,7 @@ class HFSource:
         self.name, self.config, self.split, self.revision = name, config, split, revision
         self.data_files = _plain(data_files)
         self.data_dir, self.streaming, self.text_field = data_dir, streaming, text_field
+        self.max_line_bytes = max_line_bytes
         self.rows_per_unit, self.cache_dir = rows_per_unit, cache_dir
         self.weight, self.label = _check_weight(label, weight), label
         self._dataset: Any = None
@@ -213,14 +203,9 @@ class HFSource:
         start, stop = (int(part) for part in unit.key.removeprefix("rows").split("-"))
         yield from ds.select_columns([self.text_field]).select(range(start, stop))
 
-    def read(self, unit: Unit, skipped: Counter) -> Iterator[Document]:
+    def read(self, unit: Unit, skipped: Skipped) -> Iterator[Document]:
         for row_number, row in enumerate(self._rows(unit)):
-            text = row.get(self.text_field)
-            if not isinstance(text, str):
-                skipped["missing_text_field"] += 1
-            elif not text.strip():
-                skipped["empty_document"] += 1
-            else:
+            if (text := row_text(row, self.text_field, self.max_line_bytes, skipped)) is not None:
                 yield Document(f"{self.label}:{unit.key}:{row_number}", text)
 
     def describe(self) -> dict[str, Any]:
@@ -236,6 +221,7 @@ class HFSource:
             "revision": self.revision,
             "streaming": self.streaming,
             "text_field": self.text_field,
+            "max_line_bytes": self.max_line_bytes,
         }
 
 
@@ -258,7 +244,7 @@ class PydocsSource:
     def units(self) -> list[Unit]:
         return [Unit(self.label, "all", self.corpus.fingerprint())]
 
-    def read(self, unit: Unit, skipped: Counter) -> Iterator[Document]:
+    def read(self, unit: Unit, skipped: Skipped) -> Iterator[Document]:
         for doc in self.corpus.all_documents():
             yield Document(f"{self.label}:{doc.doc_id}", doc.text)
 

@@ -1,4 +1,5 @@
-"""The Optuna sweep loop: study in <sweep dir>/optuna.db, resume without re-running finished trials, failures recorded.
+"""The Optuna sweep loop: study in <sweep dir>/optuna.journal, resume without re-running finished trials, failures
+recorded.
 
 Each trial gets three overrides so that the job itself can reach the study (to report validation values and be
 pruned): `++sweep.trial`, `++sweep.storage` and `++sweep.study`. Trial number N runs in <sweep dir>/N.
@@ -6,7 +7,6 @@ pruned): `++sweep.trial`, `++sweep.storage` and `++sweep.study`. Trial number N 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, open_dict
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from llmexp.errors import ConfigError
+from llmexp.sweeps.space import grid_choices, search_space
+from llmexp.sweeps.storage import STUDY_FILE, default_location, open_storage
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "optuna.db"
 TRIALS_FILE = "trials.json"
 BEST_FILE = "best_trial.json"
 INTERRUPTED = "interrupted"
@@ -42,12 +45,14 @@ def apply_resume(config: DictConfig) -> None:
 
 
 def study_location(sweep_dir: Path, storage: str | None, study_name: str | None) -> tuple[str, str]:
-    """(storage URL, study name); an existing storage's only study is reused whatever it was called."""
-    url = storage or f"sqlite:///{sweep_dir / STUDY_FILE}"
+    """(storage location, study name); an existing storage's only study is reused whatever it was called."""
+    location = storage or default_location(sweep_dir)
     if study_name:
-        return url, study_name
-    existing = [s.study_name for s in optuna.get_all_study_summaries(url)] if (sweep_dir / STUDY_FILE).exists() else []
-    return url, existing[0] if len(existing) == 1 else sweep_dir.name
+        return location, study_name
+    existing = (
+        optuna.study.get_all_study_names(open_storage(location)) if storage or (sweep_dir / STUDY_FILE).exists() else []
+    )
+    return location, existing[0] if len(existing) == 1 else sweep_dir.name
 
 
 def _monitored(value: Any, monitor: str) -> float:
@@ -90,13 +95,16 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 def _trial_overrides(
-    trial: optuna.Trial, base: Sequence[str], url: str, name: str, rerun: list[dict], folder: Path | None
+    trial: optuna.Trial, fixed: Sequence[str], location: str, name: str, rerun: list[dict], folder: Path | None
 ) -> list[str]:
-    overrides = [*base, f"++sweep.trial={trial.number}", f"++sweep.storage='{url}'", f"++sweep.study='{name}'"]
+    """The trial's sampled parameters (first: they name the run), the plain overrides as given, and where the job
+    finds its study."""
+    params = [f"{key}={value}" for key, value in trial.params.items()]
+    study = [f"++sweep.trial={trial.number}", f"++sweep.storage='{location}'", f"++sweep.study='{name}'"]
+    overrides = [*params, *fixed, *study]
     if folder is not None:  # resumed: each job's config is composed anew, and must land in the old folder
         overrides.append(f"hydra.sweep.dir='{folder}'")
-    fixed = trial.system_attrs.get("fixed_params")
-    match = next((r for r in rerun if fixed is not None and r["params"] == fixed), None)
+    match = next((r for r in rerun if r["params"] == trial.params), None)  # an interrupted trial, enqueued again
     if match is not None:
         rerun.remove(match)
         if match["ckpt"]:
@@ -137,7 +145,7 @@ def write_trials(study: optuna.Study, sweep_dir: Path) -> None:
             "number": t.number,
             "state": t.state.name.lower(),
             "value": t.value,
-            "params": {**t.params, **{k: v for k, v in t.user_attrs.items() if k != INTERRUPTED}},
+            "params": t.params,
             "interrupted": bool(t.user_attrs.get(INTERRUPTED)),
             "error": t.system_attrs.get("error"),
             "run_dir": str(sweep_dir / str(t.number)),
@@ -147,44 +155,54 @@ def write_trials(study: optuna.Study, sweep_dir: Path) -> None:
     (sweep_dir / TRIALS_FILE).write_text(json.dumps(rows, indent=2))
 
 
-def run_study(impl: Any, arguments: list[str]) -> None:
-    """hydra-optuna-sweeper's ask/launch/tell loop, counting trials across resumed sessions."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-
-    impl._process_searchspace_config()
+def trial_space(sweeper: Any, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """(distributions, plain overrides) from the sweeper's `params` and the command line; with the grid sampler,
+    the grid is built and n_trials capped at its size."""
+    declared = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
     arguments = [a for a in arguments if not a.lstrip("+").startswith("sweep.resume=")]
-    distributions, fixed = create_params_from_overrides([*impl._parse_sweeper_params_config(), *arguments])
-    for name in fixed:
-        distributions.pop(name, None)
-    if isinstance(impl.sampler, functools.partial) and impl.sampler.func is optuna.samplers.GridSampler:
-        grid = {n: impl._to_grid_sampler_choices(d) for n, d in distributions.items()}
-        impl.sampler = impl.sampler(grid)
-        impl.n_trials = min(impl.n_trials, math.prod(len(v) for v in grid.values()))
-    sweep_dir = Path(str(impl.config.hydra.sweep.dir)).resolve()
+    distributions, fixed = search_space([*declared, *arguments])
+    if getattr(sweeper.sampler, "func", None) is optuna.samplers.GridSampler:  # a partial: it needs the grid
+        grid = {name: grid_choices(name, dist) for name, dist in distributions.items()}
+        sweeper.sampler = sweeper.sampler(grid)
+        sweeper.n_trials = min(sweeper.n_trials, math.prod(len(v) for v in grid.values()))
+    return distributions, [o.input_line for o in fixed.values() if not _is_delete_of_params(o)]
+
+
+def _is_delete_of_params(override: Override) -> bool:
+    """`~hydra.sweeper.params` empties the declared space; it is the sweep's business, not the trial's."""
+    return override.is_delete() and override.key_or_group.startswith("hydra.sweeper")
+
+
+def run_study(sweeper: Any, arguments: list[str]) -> None:
+    """Ask, launch, tell in batches of n_jobs until n_trials trials of the study (resumed sessions included) are
+    done. `sweeper`: the Hydra sweeper (sampler, direction, storage, study_name, n_trials, n_jobs,
+    max_failure_rate, params, config, launcher)."""
+    distributions, fixed = trial_space(sweeper, arguments)
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    url, name = study_location(sweep_dir, impl.storage, impl.study_name)
-    monitor = str((impl.config.get("sweep") or {}).get("monitor") or "val/loss")
+    location, name = study_location(sweep_dir, sweeper.storage, sweeper.study_name)
+    monitor = str((sweeper.config.get("sweep") or {}).get("monitor") or "val/loss")
+    storage = open_storage(location)
     study = optuna.create_study(
-        study_name=name, storage=url, sampler=impl.sampler, directions=impl._get_directions(), load_if_exists=True
+        study_name=name, storage=storage, sampler=sweeper.sampler, direction=sweeper.direction, load_if_exists=True
     )
     rerun = recover(study, sweep_dir, monitor)
     for item in rerun:
         study.enqueue_trial(item["params"])
-    to_go = impl.n_trials - finished_trials(study)
-    log.info("study %s in %s: %d trial(s) finished, %d to go", name, url, impl.n_trials - to_go, max(to_go, 0))
+    to_go = sweeper.n_trials - finished_trials(study)
+    log.info("study %s in %s: %d trial(s) finished, %d to go", name, location, sweeper.n_trials - to_go, max(to_go, 0))
+    folder = sweep_dir if (sweeper.config.get("sweep") or {}).get("resume") else None
     while to_go > 0:
-        trials = [study.ask() for _ in range(min(to_go, impl.n_jobs))]
-        base = impl._configure_trials(trials, distributions, fixed)
-        folder = sweep_dir if (impl.config.get("sweep") or {}).get("resume") else None
-        overrides = [_trial_overrides(t, b, url, name, rerun, folder) for t, b in zip(trials, base, strict=True)]
-        returns = impl.launcher.launch(overrides, initial_job_idx=trials[0].number)
-        study = optuna.load_study(study_name=name, storage=url, sampler=impl.sampler)
+        trials = [study.ask(distributions) for _ in range(min(to_go, sweeper.n_jobs))]
+        overrides = [_trial_overrides(t, fixed, location, name, rerun, folder) for t in trials]
+        returns = sweeper.launcher.launch(overrides, initial_job_idx=trials[0].number)
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sweeper.sampler)
         failures = [e for t, r in zip(trials, returns, strict=True) if (e := _tell(study, t, r, monitor))]
         write_trials(study, sweep_dir)
         to_go -= len(trials)
-        if len(failures) / len(returns) > impl.max_failure_rate:
+        if len(failures) / len(returns) > sweeper.max_failure_rate:
             raise RuntimeError(
-                f"{len(failures)} of {len(returns)} trials failed (max_failure_rate={impl.max_failure_rate})"
+                f"{len(failures)} of {len(returns)} trials failed (max_failure_rate={sweeper.max_failure_rate})"
             ) from failures[0]
     write_trials(study, sweep_dir)
     _report_best(study, sweep_dir, monitor)

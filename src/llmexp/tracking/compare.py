@@ -1,18 +1,31 @@
-"""Compare runs: a table of what differs and how each run ended, overlaid curves, a self-contained HTML report."""
+"""Compare runs: what differs between them, how each ended, best first; written as a text table and an HTML report.
+
+Runs are ranked by validation loss, unless their tokenizers differ: a loss per token then depends on how long the
+tokens are (a small vocabulary makes many easy tokens), so they are ranked by bits per byte instead.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from llmexp.tracking.plots import plot_curves
 from llmexp.tracking.runs import Run
 
-FINAL_METRICS = ("val/loss", "val/bpb", "val/ppl", "step", "perf/tokens_per_sec", "perf/mfu")
-BEST_METRICS = ("val/loss",)
-COMPARE_PANELS = {"train loss": ["train/loss"], "val loss": ["val/loss"], "val bits per byte": ["val/bpb"]}
+FINAL_METRICS = ("val/loss", "val/bpb", "val/ppl", "train/loss", "step", "perf/tokens_per_sec", "perf/mfu")
+
+
+@dataclass
+class Column:
+    """One column of the comparison: its header, what kind of value it holds, and how to read it from a run."""
+
+    name: str
+    kind: str  # run | config | metric | eval
+    value: Callable[[Run], Any]
+
+    def text(self, run: Run) -> str:
+        return fmt(self.name, self.value(run))
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
@@ -21,77 +34,62 @@ def differing_keys(runs: list[Run]) -> list[str]:
     return [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
 
 
-def comparison_rows(runs: list[Run], sort_by: str = "val/loss") -> tuple[list[str], list[list[str]]]:
-    """(header, rows) with one row per run, best `sort_by` first; runs without it go last."""
-    keys = differing_keys(runs)
-    metrics = [m for m in FINAL_METRICS if any(m in r.final for r in runs)]
-    header = ["run", *keys, *metrics, *(f"best {m}" for m in BEST_METRICS)]
-
-    def order(run: Run) -> float:
-        value = run.final.get(sort_by)
-        return value if isinstance(value, int | float) and math.isfinite(value) else math.inf
-
-    rows = []
-    for run in sorted(runs, key=order):
-        cells = [run.name, *(run.overrides.get(k, "") for k in keys)]
-        cells += [_fmt(m, run.final.get(m)) for m in metrics]
-        cells += [_fmt(m, run.best(m)) for m in BEST_METRICS]
-        rows.append(cells)
-    return header, rows
+def rank_metric(runs: list[Run]) -> tuple[str, str]:
+    """(metric, the reason in words): val/bpb when the tokenizers differ and bits per byte were measured."""
+    if len({r.tokenizer for r in runs}) > 1 and any("val/bpb" in r.final for r in runs):
+        return "val/bpb", "bits per byte, because the runs' tokenizers differ (their losses per token do not compare)"
+    return "val/loss", "validation loss (all runs share one tokenizer)"
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def ranked(runs: list[Run], metric: str) -> list[Run]:
+    """Best (lowest) first; runs without the metric last, in their folder order."""
+
+    def key(run: Run) -> float:
+        value = _number(run.final.get(metric))
+        return math.inf if value is None else value
+
+    return sorted(runs, key=key)
+
+
+def columns(runs: list[Run]) -> list[Column]:
+    """The run, the config keys that differ, the final metrics any run has, best val/loss, the eval scores."""
+    cols = [Column("run", "run", lambda r: r.name)]
+    cols += [Column(k, "config", lambda r, k=k: r.overrides.get(k, "")) for k in differing_keys(runs)]
+    cols += [
+        Column(m, "metric", lambda r, m=m: r.final.get(m)) for m in FINAL_METRICS if any(m in r.final for r in runs)
+    ]
+    if any(r.curves.get("val/loss") for r in runs):
+        cols.append(Column("best val/loss", "metric", lambda r: r.best("val/loss")))
+    evals = sorted({k for r in runs for k in r.evals})
+    return cols + [Column(k, "eval", lambda r, k=k: r.evals.get(k)) for k in evals]
+
+
+def fmt(name: str, value: Any) -> str:
+    if value is None or value == "":
         return ""
-    if metric == "step":
+    if not isinstance(value, int | float):
+        return str(value)
+    if name == "step":
         return str(int(value))
-    if metric == "perf/mfu":
+    if name == "perf/mfu":
         return f"{value:.1%}"
-    if metric == "perf/tokens_per_sec":
+    if name == "perf/tokens_per_sec":
         return f"{value:,.0f}"
     return f"{value:.4f}"
+
+
+def comparison_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) with one row per run, best first."""
+    cols = columns(runs)
+    order = ranked(runs, rank_metric(runs)[0])
+    return [c.name for c in cols], [[c.text(r) for c in cols] for r in order]
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
-def html_report(header: list[str], rows: list[list[str]], png: Path | None, title: str) -> str:
-    """One file, no external assets: the table and the curves (embedded PNG)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    image = ""
-    if png is not None and png.exists():
-        encoded = base64.b64encode(png.read_bytes()).decode()
-        image = f'<img alt="curves" src="data:image/png;base64,{encoded}" style="max-width:100%">'
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{len(rows)} runs, best first.</p><table><tr>{head}</tr>{body}</table>{image}</body></html>"
-    )
-
-
-def compare_runs(runs: list[Run], out_dir: Path, title: str = "llmexp runs") -> dict[str, Path]:
-    """Write compare.txt, compare.png and compare.html into out_dir; return their paths."""
-    if not runs:
-        raise ValueError("no runs found to compare")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header, rows = comparison_rows(runs)
-    paths = {"table": out_dir / "compare.txt", "png": out_dir / "compare.png", "html": out_dir / "compare.html"}
-    paths["table"].write_text(text_table(header, rows) + "\n")
-    keys = differing_keys(runs)
-    labels = {
-        r.name: " ".join([r.name, *(f"{k.rsplit('.', 1)[-1]}={r.overrides.get(k, '-')}" for k in keys)]) for r in runs
-    }
-    try:
-        plot_curves({labels[r.name]: r.curves for r in runs}, paths["png"], panels=COMPARE_PANELS, title=title)
-    except ValueError:
-        paths.pop("png").unlink(missing_ok=True)
-    paths["html"].write_text(html_report(header, rows, paths.get("png"), title))
-    return paths

@@ -26,3 +26,14 @@ def read_metrics_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
                 if math.isfinite(value):
                     series.setdefault(key, []).append((step, value))
     return series
+
+
+def plotted(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The points of a curve worth drawing: the final validation repeats the last periodic one (same value, at the
+    same or the next step) and would draw a flat hook at the end; a second value at a step already drawn is left out."""
+    kept: list[tuple[int, float]] = []
+    for step, value in points:
+        if kept and (step == kept[-1][0] or (step - kept[-1][0] <= 1 and value == kept[-1][1])):
+            continue
+        kept.append((step, value))
+    return kept

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from llmexp.tracking.metrics import plotted
+
 Series = dict[str, list[tuple[int, float]]]
 DEFAULT_PANELS = {"loss": ["train/loss", "val/loss"], "bits per byte": ["train/bpb", "val/bpb"]}
 
@@ -28,7 +30,7 @@ def plot_curves(
                 points = series.get(metric)
                 if not points:
                     continue
-                steps, values = zip(*points, strict=True)
+                steps, values = zip(*plotted(points), strict=True)
                 label = metric if len(runs) == 1 else f"{run} {metric}"
                 style = "-o" if metric.startswith("val/") else "-"
                 ax.plot(

@@ -1,27 +1,35 @@
-"""Find runs on disk and load what comparison needs: overrides, final metrics, metric curves."""
+"""Find runs on disk and load what comparison needs: overrides, final metrics, metric curves, eval results, samples.
+
+Everything comes from the run folder (metrics.csv, final_metrics.json, provenance.json, ...), whichever loggers the
+run also used: W&B keeps its own copy for its web app.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import yaml
-
+from llmexp.sweeps.rerun import trial_overrides
 from llmexp.tracking.metrics import read_metrics_csv
 from llmexp.tracking.plots import Series
+
+EVALS_FILE = "evals.jsonl"  # one line per `llmexp-eval` of this run's checkpoints (evaluation/run.py)
 
 
 @dataclass
 class Run:
-    """One training run as recorded on disk (an llmexp run folder or a W&B offline run)."""
+    """One training run as recorded in its folder."""
 
     name: str
     path: Path
     overrides: dict[str, str] = field(default_factory=dict)
     final: dict[str, float] = field(default_factory=dict)
     curves: Series = field(default_factory=dict)
-    source: str = "llmexp"
+    tokenizer: str | None = None  # sha256 of the tokenizer: losses of runs with different ones do not compare
+    evals: dict[str, float] = field(default_factory=dict)
+    samples: str = ""
 
     def best(self, metric: str, mode: str = "min") -> float | None:
         points = [v for _, v in self.curves.get(metric, [])]
@@ -38,57 +46,55 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def load_llmexp_run(path: Path, name: str) -> Run:
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = (yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.exists() else []
-    final_file = path / "final_metrics.json"
-    final = json.loads(final_file.read_text()) if final_file.exists() else {}
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_evals(path: Path) -> dict[str, float]:
+    """eval/* scores: those of training (final_metrics.json) overlaid by later `llmexp-eval` runs, newest last."""
+    scores = {k: v for k, v in (_json(path / "final_metrics.json") or {}).items() if k.startswith("eval/")}
+    log = path / EVALS_FILE
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        scores.update({f"eval/{k}": v for k, v in json.loads(line)["results"].items()})
+    return scores
+
+
+def load_run(path: Path, name: str) -> Run:
+    overrides = trial_overrides(path) if (path / ".hydra" / "overrides.yaml").is_file() else []
     curves = read_metrics_csv(path / "metrics.csv") if (path / "metrics.csv").exists() else {}
-    if not final and curves:
-        final = {k: v[-1][1] for k, v in curves.items()}
-    return Run(name=name, path=path, overrides=parse_overrides(overrides), final=final, curves=curves)
-
-
-def load_wandb_run(path: Path, name: str) -> Run:
-    from llmexp.tracking.wandb_offline import read_offline_run
-
-    offline = read_offline_run(path)
-    curves: Series = {}
-    for row in offline.history:
-        step = int(row.get("trainer/global_step", row.get("_step", 0)))
-        for key, value in row.items():
-            if (
-                not key.startswith("_")
-                and key not in ("epoch", "trainer/global_step")
-                and isinstance(value, int | float)
-            ):
-                curves.setdefault(key, []).append((step, float(value)))
-    final = {k: float(v) for k, v in offline.summary.items() if isinstance(v, int | float) and not k.startswith("_")}
+    # What final_metrics.json leaves out (throughput, say) is the metric's last logged value.
+    final = {**{k: v[-1][1] for k, v in curves.items()}, **(_json(path / "final_metrics.json") or {})}
+    samples = path / "samples.txt"
     return Run(
-        name=name, path=path, overrides=parse_overrides(offline.tags), final=final, curves=curves, source="wandb"
+        name=name,
+        path=path,
+        overrides=parse_overrides(overrides),
+        final=final,
+        curves=curves,
+        tokenizer=(_json(path / "provenance.json") or {}).get("tokenizer_sha256"),
+        evals=read_evals(path),
+        samples=samples.read_text(encoding="utf-8") if samples.is_file() else "",
     )
 
 
-def _is_llmexp_run(path: Path) -> bool:
+def _is_run(path: Path) -> bool:
     return (path / "metrics.csv").exists() or (path / "final_metrics.json").exists()
 
 
 def discover_runs(paths: list[str | Path]) -> list[Run]:
-    """Every run under the given folders: llmexp run folders (a multirun folder holds one per job), and W&B offline
-    runs that have no llmexp folder around them."""
+    """Every run under the given folders (a multirun folder holds one per job), in folder order."""
     runs: list[Run] = []
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such folder")
-        candidates = [root, *sorted(p for p in root.rglob("*") if p.is_dir())]
-        llmexp_dirs = [p for p in candidates if _is_llmexp_run(p)]
-        for path in llmexp_dirs:
-            runs.append(load_llmexp_run(path, _name(root, path)))
-        for path in candidates:
-            is_wandb = path.name.startswith(("offline-run-", "run-")) and any(path.glob("run-*.wandb"))
-            if is_wandb and not any(d in path.parents for d in llmexp_dirs):
-                runs.append(load_wandb_run(path, _name(root, path)))
+        candidates = [root, *sorted((p for p in root.rglob("*") if p.is_dir()), key=_natural)]
+        runs += [load_run(path, _name(root, path)) for path in candidates if _is_run(path)]
     return runs
+
+
+def _natural(path: Path) -> list[tuple[int, int, str]]:
+    """Folder 10 after folder 9."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts]
 
 
 def _name(root: Path, path: Path) -> str:

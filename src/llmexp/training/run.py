@@ -23,6 +23,7 @@ from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
 from llmexp.evaluation.suite import evaluate_after_training
 from llmexp.models.spec import FamilySpec, build_model, config_from_dict, family_of, saved_family
+from llmexp.tokenizer import ChatTemplate
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
@@ -69,6 +70,16 @@ def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySp
     return model_family(cfg)
 
 
+def keep_chat_template(datamodule, saved: dict[str, Any]) -> None:
+    """Instruction data is rendered with the template the starting checkpoint was tuned with (SFT -> DPO, or a
+    resumed run), not whatever data.template says, so the model keeps its format."""
+    template = saved.get("chat_template")
+    if template and getattr(datamodule, "template", None) is not None:
+        if datamodule.template != ChatTemplate.from_dict(template):
+            log.info("using the chat template stored with the starting checkpoint (not data.template)")
+        datamodule.template = ChatTemplate.from_dict(template)
+
+
 def close_loggers(trainer: L.Trainer) -> None:
     """Flush every logger; end the W&B run so the next job of a multirun starts its own."""
     for logger in trainer.loggers:
@@ -92,6 +103,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, seed=cfg.seed)
+    keep_chat_template(
+        datamodule, resume["llmexp"] if resume else {"chat_template": init.chat_template} if init else {}
+    )
     given_tokenizer = tokenizer_from_checkpoint(resume) if resume else (init.tokenizer if init else None)
     tokenizer = datamodule.prepare(instantiate(cfg.tokenizer), tokenizer=given_tokenizer)
     model_config = build_model_config(cfg, tokenizer.vocab_size, resume, init)

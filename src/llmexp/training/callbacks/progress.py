@@ -9,6 +9,8 @@ import time
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
+from llmexp.training.callbacks.batch_tokens import batch_tokens
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ class LogProgress(L.Callback):
         if step % self.every or step == self._last[1]:
             return
         seconds, steps = now - self._last[0], step - self._last[1]
-        tokens = steps * batch["input_ids"].numel() * trainer.world_size * trainer.accumulate_grad_batches
+        tokens = steps * batch_tokens(batch)[0] * trainer.world_size * trainer.accumulate_grad_batches
         loss = trainer.callback_metrics.get("train/loss")
         total = trainer.max_steps if trainer.max_steps > 0 else "?"
         log.info(

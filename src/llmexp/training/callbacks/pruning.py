@@ -1,7 +1,9 @@
 """Report the validation metric of a sweep trial to its Optuna study, and stop the trial when the pruner says so.
 
-The trial reaches the study through its storage (the sweep's optuna.db), so this works whichever launcher ran the
-job: in-process, a local subprocess, or a SLURM node. Rank 0 talks to the study; every rank stops together.
+The trial reaches the study through its storage (the sweep's journal file, or a database), so this works whichever
+launcher ran the job: in-process, a local subprocess, or a SLURM node. Rank 0 talks to the study; every rank stops
+together. (optuna-integration's Lightning callback needs the Trial object of the sweep's own process and raises out of
+`fit`; this one loads the trial from the storage and stops the Trainer cleanly, so the run still writes its results.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class OptunaPruning(L.Callback):
         if self._trial is None:
             import optuna
 
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage, pruner=self.pruner)
+            from llmexp.sweeps.storage import load_study
+
+            study = load_study(self.storage, self.study_name, pruner=self.pruner)
             trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.trial_number)
             self._trial = optuna.trial.Trial(study, trial_id)
         return self._trial

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from llmexp.training.callbacks.batch_tokens import batch_tokens
 from llmexp.training.flops import peak_flops
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,16 @@ class ThroughputMonitor(L.Callback):
             self._sync(pl_module)
             self._window_start = self._last_end = time.perf_counter()
             return
-        input_ids = batch["input_ids"]
+        tokens, rows, seq_len = batch_tokens(batch)
         self._batches += 1
-        self._tokens += input_ids.numel() * trainer.world_size
-        self._samples += input_ids.shape[0] * trainer.world_size
+        self._tokens += tokens * trainer.world_size
+        self._samples += rows * trainer.world_size
         if self._batches < self.window:
             self._last_end = time.perf_counter()
             return
         self._sync(pl_module)
         now = time.perf_counter()
-        self._log(trainer, pl_module, now - self._window_start, input_ids.shape[1])
+        self._log(trainer, pl_module, now - self._window_start, seq_len)
         self._reset()
         self._window_start = self._last_end = now
 
