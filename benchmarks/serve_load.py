@@ -2,10 +2,12 @@
 leave the running batch between decode steps) against static batching (a batch runs until its longest request
 ends; newcomers wait), at several client counts, interleaved per level and round.
 
-Each client sends its requests one after another (closed loop); every `--long-every`-th request asks for
-`--long-tokens` new tokens, the others for `--short-tokens`. Reported per mode and level (medians over rounds):
-generated tokens/s (the responses' `usage.completion_tokens` over wall time), p50/p99 latency of all requests and of
-the short ones. Greedy decoding of a random-weight model of the `--model` shape.
+Each client sends its requests one after another (closed loop); client c's request t asks for `--long-tokens` new
+tokens when (c + t) is a multiple of `--long-every`, else for `--short-tokens`, so that about one request in
+`--long-every` in flight is a long one at any time. Reported per mode and level (medians over rounds):
+generated tokens/s (the responses' `usage.completion_tokens` over wall time), generated tokens per CPU second of the
+server process (what the server spent, whatever else the machine ran meanwhile), p50/p99 latency of all requests and
+of the short ones. Greedy decoding of a random-weight model of the `--model` shape.
 
     PYTHONPATH=src .venv/bin/python benchmarks/serve_load.py                       # 8, 32, 64 clients, 3 rounds
     PYTHONPATH=src .venv/bin/python benchmarks/serve_load.py --clients 32 --rounds 1 --requests-per-client 2
@@ -78,8 +80,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def load(base: str, clients: int, args: argparse.Namespace) -> dict:
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(server: tuple[subprocess.Popen, str], clients: int, args: argparse.Namespace) -> dict:
     """`clients` closed-loop clients, `args.requests_per_client` requests each; latency per request by kind."""
+    process, base = server
     latencies: dict[str, list[float]] = {"short": [], "long": []}
     tokens = 0
 
@@ -87,7 +96,7 @@ async def load(base: str, clients: int, args: argparse.Namespace) -> dict:
         nonlocal tokens
         for turn in range(args.requests_per_client):
             index = number * args.requests_per_client + turn
-            kind = "long" if index % args.long_every == 0 else "short"
+            kind = "long" if (number + turn) % args.long_every == 0 else "short"  # ~1 in long_every in flight
             max_tokens = args.long_tokens if kind == "long" else args.short_tokens
             body = {"prompt": f"def function_{index}(x):", "max_tokens": max_tokens, "temperature": 0}
             started = time.perf_counter()
@@ -100,12 +109,13 @@ async def load(base: str, clients: int, args: argparse.Namespace) -> dict:
     async with httpx.AsyncClient(limits=limits) as http:
         warm = {"prompt": "def warm_up(x):", "max_tokens": 4, "temperature": 0}
         await asyncio.gather(*(http.post(f"{base}/v1/completions", json=warm, timeout=900) for _ in range(clients)))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(process)
         await asyncio.gather(*(client(http, number) for number in range(clients)))
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, cpu_seconds(process) - cpu
     every = latencies["short"] + latencies["long"]
     return {
         "tokens_per_s": tokens / wall,
+        "tokens_per_cpu_s": tokens / max(cpu, 0.01),
         "p50_s": percentile(every, 0.5),
         "p99_s": percentile(every, 0.99),
         "short_p50_s": percentile(latencies["short"], 0.5),
@@ -116,19 +126,21 @@ async def load(base: str, clients: int, args: argparse.Namespace) -> dict:
 
 def summary_table(results: list[dict]) -> str:
     """Medians over rounds, one row per (clients, mode), with continuous / static ratios."""
-    keys = ("tokens_per_s", "p50_s", "p99_s", "short_p50_s", "short_p99_s")
-    rows = ["| clients | batching | generated tokens/s | p50 (s) | p99 (s) | short p50 (s) | short p99 (s) |",
-            "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    keys = ("tokens_per_s", "tokens_per_cpu_s", "p50_s", "p99_s", "short_p50_s", "short_p99_s")
+    rows = ["| clients | batching | tokens/s | tokens/server CPU-s | p50 (s) | p99 (s) | short p50 (s) | "
+            "short p99 (s) |", "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     medians: dict[tuple[int, str], dict] = {}
     for clients, mode in dict.fromkeys((r["clients"], r["batching"]) for r in results):
         runs = [r for r in results if r["clients"] == clients and r["batching"] == mode]
         medians[clients, mode] = m = {k: statistics.median(r[k] for r in runs) for k in keys}
-        rows.append(f"| {clients} | {mode} | {m['tokens_per_s']:.0f} | {m['p50_s']:.2f} | {m['p99_s']:.2f} | "
-                    f"{m['short_p50_s']:.2f} | {m['short_p99_s']:.2f} |")  # fmt: skip
-    rows.append("\n| clients | tokens/s continuous / static | short p99 static / continuous |\n|---:|---:|---:|")
+        cells = [f"{m[k]:.0f}" if k.startswith("tokens") else f"{m[k]:.2f}" for k in keys]
+        rows.append(f"| {clients} | {mode} | {' | '.join(cells)} |")
+    rows.append("\n| clients | tokens/s continuous / static | tokens/CPU-s continuous / static | "
+                "short p99 static / continuous |\n|---:|---:|---:|---:|")  # fmt: skip
     for clients in dict.fromkeys(c for c, _ in medians):
         cont, stat = medians[clients, "continuous"], medians[clients, "static"]
         rows.append(f"| {clients} | **{cont['tokens_per_s'] / stat['tokens_per_s']:.2f}** | "
+                    f"{cont['tokens_per_cpu_s'] / stat['tokens_per_cpu_s']:.2f} | "
                     f"{stat['short_p99_s'] / cont['short_p99_s']:.2f} |")  # fmt: skip
     return "\n".join(rows)
 
@@ -138,7 +150,7 @@ def main() -> None:
     parser.add_argument("--ckpt", type=Path, help="checkpoint to serve (default: random weights, --model shape)")
     parser.add_argument("--model", default="gpt_small", help="conf/model shape for the random-weight checkpoint")
     parser.add_argument("--clients", default="8,32,64", help="comma-separated client counts")
-    parser.add_argument("--requests-per-client", type=int, default=4)
+    parser.add_argument("--requests-per-client", type=int, default=8)
     parser.add_argument("--short-tokens", type=int, default=16)
     parser.add_argument("--long-tokens", type=int, default=128)
     parser.add_argument("--long-every", type=int, default=4, help="every N-th request is a long one")
@@ -156,7 +168,7 @@ def main() -> None:
             for clients in levels:
                 for round_ in range(args.rounds):
                     for mode in ("continuous", "static"):  # interleaved: both see the same machine load
-                        stats = asyncio.run(load(servers[mode][1], clients, args))
+                        stats = asyncio.run(load(servers[mode], clients, args))
                         results.append({"batching": mode, "clients": clients, "round": round_, **stats})
                         print(json.dumps(results[-1]), flush=True)
         finally:

@@ -113,6 +113,29 @@ def test_rows_join_a_running_batch_and_leave_it_decoding_as_they_would_alone(nam
     assert [result.tokens for result in results] == alone
 
 
+@pytest.mark.parametrize("name", ["gpt2", *GENERATORS])
+def test_a_row_that_joins_where_rows_left_decodes_as_it_would_alone(name):
+    """Rows that leave free their places in the cache (only a row moved from the end is copied); a row that joins
+    into a freed place with a shorter prompt than the one there before reads none of its keys."""
+    model = build(name)
+
+    def limit(n: int) -> SamplingConfig:
+        return SamplingConfig(max_new_tokens=n, temperature=0, stop_at_eos=False)
+
+    rows = [DecodeRow([3, 4, 5, 6, 7, 8, 9], limit(2)), DecodeRow([11, 12], limit(12)),
+            DecodeRow([13, 14, 15, 16, 17, 18], limit(2)), DecodeRow([19], limit(6))]  # fmt: skip
+    batch = RunningBatch(model, eos_id=1)
+    results = batch.join(rows[:3])
+    for _ in range(3):
+        batch.step()
+    assert len(batch) == 1  # the two short rows have left; the long one moved to the front
+    results += batch.join(rows[3:])
+    while batch.live:
+        batch.step()
+    alone = [generate(model, [row.prompt_ids], row.sampling, eos_id=1)[0] for row in rows]
+    assert [result.tokens for result in results] == alone
+
+
 @pytest.mark.parametrize("name", ["llama", "t5"])
 def test_stop_sequences_end_a_row_and_are_left_out(name):
     model = build(name)

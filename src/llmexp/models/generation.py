@@ -104,18 +104,27 @@ def cut_at_stop(text: str, stop_strings: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _choose(logits: torch.Tensor, rows: list[DecodeRow]) -> torch.Tensor:
-    """Next token per row; rows with equal settings and the same generator are sampled in one call (finished rows
-    too, so a generator's draws do not depend on when other rows end)."""
+def _choose(logits: torch.Tensor, rows: list[DecodeRow], order: list[int]) -> torch.Tensor:
+    """Next token per row; rows with equal settings and the same generator are sampled in one call, in `order` (the
+    order they joined in, whatever places they hold now), finished rows too, so a generator's draws do not depend
+    on when other rows end."""
     chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
     groups: dict[tuple, list[int]] = {}
-    for index in range(len(rows)):
+    for index in sorted(range(len(rows)), key=order.__getitem__):
         s, generator = rows[index].sampling, rows[index].generator
         groups.setdefault((s.temperature, s.top_k, s.top_p, id(generator)), []).append(index)
     for members in groups.values():
         index = torch.tensor(members, device=logits.device)
         chosen[index] = choose_next(logits[index], rows[members[0]].sampling, rows[members[0]].generator)
     return chosen
+
+
+def fill_holes(kept: list[int]) -> list[int]:
+    """The new order of the kept rows of a batch: the ones past the new end move into the places of rows that left,
+    the others stay where they are (so dropping rows copies only the moved rows' cache)."""
+    stay = set(kept)
+    moving = [row for row in kept if row >= len(kept)]
+    return [row if row in stay else moving.pop() for row in range(len(kept))]
 
 
 @dataclass
@@ -134,6 +143,7 @@ class _Row:
     hooks: RowHooks
     limit: int
     group: int  # the join() it came with
+    number: int  # rows joined before it
     result: RowResult
     seen: torch.Tensor | None  # tokens already present, for the repetition penalty
     live: bool = True
@@ -157,7 +167,7 @@ class RunningBatch:
         self.side = steps(model, use_cache, self.device)
         self.rows: list[_Row] = []
         self.logits: torch.Tensor | None = None  # every row's next-token logits
-        self._joins = 0
+        self._joins = self._numbered = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -178,10 +188,12 @@ class RunningBatch:
         logits = self.side.join(prompts, limits, self.eos_id)
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
         joined = [
-            _Row(row, hook, limit, self._joins, RowResult(tokens=[]), self._seen(row, prompt))
-            for row, hook, limit, prompt in zip(rows, hooks or [RowHooks()] * len(rows), limits, prompts, strict=True)
+            _Row(row, hook, limit, self._joins, self._numbered + i, RowResult(tokens=[]), self._seen(row, prompt))
+            for i, (row, hook, limit, prompt) in enumerate(
+                zip(rows, hooks or [RowHooks()] * len(rows), limits, prompts, strict=True)
+            )
         ]
-        self._joins += 1
+        self._joins, self._numbered = self._joins + 1, self._numbered + len(rows)
         self.rows += joined
         return [row.result for row in joined]
 
@@ -199,13 +211,13 @@ class RunningBatch:
             if row.seen is not None:
                 penalty = row.spec.sampling.repetition_penalty
                 self.logits[i] = apply_repetition_penalty(self.logits[i : i + 1], row.seen[None], penalty)[0]
-        next_ids = _choose(self.logits, [row.spec for row in self.rows])
+        next_ids = _choose(self.logits, [row.spec for row in self.rows], [row.number for row in self.rows])
         for row, token in zip(self.rows, next_ids.tolist(), strict=True):
             if row.live:
                 self._hand_over(row, token)
             if row.seen is not None:
                 row.seen[token] = True
-        kept = [i for i, row in enumerate(self.rows) if row.live or self._drawn_with_a_live_row(row)]
+        kept = fill_holes([i for i, row in enumerate(self.rows) if row.live or self._drawn_with_a_live_row(row)])
         if len(kept) < len(self.rows):
             self.side.keep(kept)
             self.rows = [self.rows[i] for i in kept]

@@ -15,13 +15,13 @@ from llmexp.models.layers import (
     Attention,
     LayerKVCache,
     RotaryEmbedding,
+    RowBuffer,
     RowCache,
     RowStarts,
     init_weights,
     make_norm,
     scale_residual_projections,
     sinusoidal_table,
-    stack_rows,
 )
 
 
@@ -115,13 +115,14 @@ class KVCache(RowCache):
         head_dim = cfg.n_embd // cfg.n_head
         layers = [LayerKVCache(batch, cfg.n_kv_head, max_len, head_dim, device, dtype) for _ in range(cfg.n_layer)]
         super().__init__(layers, batch)
-        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.real = RowBuffer(torch.zeros(batch, max_len, dtype=torch.bool, device=device), dim=1)
 
-    def keep_extra(self, index: torch.Tensor) -> None:
-        self.valid = self.valid.index_select(0, index)
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.real.data
 
-    def extend_extra(self, other: RowCache) -> None:
-        self.valid = stack_rows(self.valid, other.valid, dim=1)
+    def row_buffers(self) -> list[RowBuffer]:
+        return [*super().row_buffers(), self.real]
 
 
 class GPT(nn.Module):

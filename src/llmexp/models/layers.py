@@ -48,50 +48,81 @@ class RowStarts(NamedTuple):
     end: int
 
 
-def stack_rows(first: torch.Tensor, second: torch.Tensor, dim: int) -> torch.Tensor:
-    """Rows of `first` then rows of `second` (dim 0), the shorter one zero-padded along `dim` to the longer."""
-    width = max(first.shape[dim], second.shape[dim])
-    padded = []
-    for tensor in (first, second):
-        missing = width - tensor.shape[dim]
-        if missing:
-            shape = list(tensor.shape)
-            shape[dim] = missing
-            tensor = torch.cat([tensor, tensor.new_zeros(shape)], dim=dim)
-        padded.append(tensor)
-    return torch.cat(padded)
+class RowBuffer:
+    """A per-row tensor [rows, ...] of a running batch that rows leave and join without copying the rows that stay:
+    the storage keeps spare rows (doubling when full), a row that leaves is overwritten by one moved from the end
+    (`RunningBatch` orders them so), and joining rows are copied into the spare rows. Along `dim` (the length),
+    rows shorter than the storage are zero-padded."""
+
+    def __init__(self, tensor: torch.Tensor, dim: int):
+        self.storage, self.rows, self.dim = tensor, tensor.shape[0], dim
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The live rows (a view: writes reach the storage)."""
+        return self.storage[: self.rows]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep these rows, in this order; only the rows that change place are copied."""
+        moved = [(to, row) for to, row in enumerate(rows) if to != row]
+        if moved:
+            to, source = (torch.tensor(side, device=self.storage.device) for side in zip(*moved, strict=True))
+            self.storage[to] = self.storage[source]
+        self.rows = len(rows)
+
+    def extend(self, other: torch.Tensor) -> None:
+        """Append the rows of `other`."""
+        count, width, theirs = self.rows + other.shape[0], self.storage.shape[self.dim], other.shape[self.dim]
+        if count > self.storage.shape[0] or theirs > width:
+            shape = list(self.storage.shape)
+            shape[0], shape[self.dim] = max(count, 2 * self.rows), max(width, theirs)
+            storage = self.storage.new_zeros(shape)
+            storage[: self.rows].narrow(self.dim, 0, width).copy_(self.data)
+            self.storage, width = storage, shape[self.dim]
+        joining = self.storage[self.rows : count]
+        joining.narrow(self.dim, 0, theirs).copy_(other)
+        joining.narrow(self.dim, theirs, width - theirs).zero_()
+        self.rows = count
 
 
 class LayerKVCache:
     """Keys and values of one attention layer for positions already seen, preallocated to the maximum length."""
 
     def __init__(self, batch: int, n_kv_head: int, max_len: int, head_dim: int, device, dtype):
-        self.k = torch.zeros(batch, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.keys = RowBuffer(torch.zeros(shape, device=device, dtype=dtype), dim=2)
+        self.values = RowBuffer(torch.zeros(shape, device=device, dtype=dtype), dim=2)
+
+    @property
+    def k(self) -> torch.Tensor:
+        return self.keys.data
+
+    @property
+    def v(self) -> torch.Tensor:
+        return self.values.data
 
     def update(self, k: torch.Tensor, v: torch.Tensor, start: int | RowStarts) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.k, self.v
         if isinstance(start, RowStarts):  # one new token per row, each at its own column
             rows = torch.arange(k.shape[0], device=k.device)
-            self.k[rows, :, start.index] = k[:, :, 0]
-            self.v[rows, :, start.index] = v[:, :, 0]
-            return self.k[:, :, : start.end], self.v[:, :, : start.end]
+            keys[rows, :, start.index] = k[:, :, 0]
+            values[rows, :, start.index] = v[:, :, 0]
+            return keys[:, :, : start.end], values[:, :, : start.end]
         end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
-    def keep(self, index: torch.Tensor) -> None:
-        self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
-
-    def extend(self, other: LayerKVCache) -> None:
-        self.k, self.v = stack_rows(self.k, other.k, dim=2), stack_rows(self.v, other.v, dim=2)
+    def row_buffers(self) -> list[RowBuffer]:
+        return [self.keys, self.values]
 
 
 class RowCache:
     """The KV cache of a batch of rows that join and leave between decoding steps (a server's running batch).
     Rows that joined together share a length; rows of different lengths write each new token at their own column
     (`starts` gives a `RowStarts`), so a row never waits for, or is padded to, another. `keep` drops rows, `extend`
-    appends the rows of another cache (their prompts read into it); both copy the cache once."""
+    appends the rows of another cache (their prompts read into it); both copy only the rows they move
+    (`RowBuffer`)."""
 
     def __init__(self, layers: list[LayerKVCache], batch: int):
         self.layers, self.lengths = layers, [0] * batch
@@ -108,26 +139,21 @@ class RowCache:
     def advance(self, seq: int) -> None:
         self.lengths = [length + seq for length in self.lengths]
 
+    def row_buffers(self) -> list[RowBuffer]:
+        """Every per-row tensor (a model's cache adds what it holds beyond keys and values)."""
+        return [buffer for layer in self.layers for buffer in layer.row_buffers()]
+
     def keep(self, rows: list[int]) -> None:
         """Keep these rows, in this order."""
-        index = torch.tensor(rows, dtype=torch.long, device=self.layers[0].k.device)
-        for layer in self.layers:
-            layer.keep(index)
+        for buffer in self.row_buffers():
+            buffer.keep(rows)
         self.lengths = [self.lengths[i] for i in rows]
-        self.keep_extra(index)
 
     def extend(self, other: RowCache) -> None:
         """Append the rows of `other` (a cache of the same model)."""
-        for mine, theirs in zip(self.layers, other.layers, strict=True):
-            mine.extend(theirs)
+        for mine, theirs in zip(self.row_buffers(), other.row_buffers(), strict=True):
+            mine.extend(theirs.data)
         self.lengths = self.lengths + other.lengths
-        self.extend_extra(other)
-
-    def keep_extra(self, index: torch.Tensor) -> None:
-        """What a model's cache holds per row beyond keys and values."""
-
-    def extend_extra(self, other: RowCache) -> None:
-        """What a model's cache holds per row beyond keys and values."""
 
 
 class Attention(nn.Module):

@@ -15,10 +15,10 @@ from llmexp.models.layers import (
     LayerKVCache,
     MultiHeadAttention,
     RelativePositionBias,
+    RowBuffer,
     RowCache,
     RowStarts,
     key_padding_mask,
-    stack_rows,
 )
 
 
@@ -115,19 +115,22 @@ class T5Cache(RowCache):
             for _ in range(cfg.n_decoder_layer)
         ]
         super().__init__(layers, batch)
-        self.cross = [block.cross_attn.project_kv(memory) for block in model.decoder]
-        self.memory_mask = torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device)
-        if memory_mask is not None:
-            self.memory_mask = memory_mask
+        pairs = [block.cross_attn.project_kv(memory) for block in model.decoder]
+        self.memory_kv = [(RowBuffer(k, dim=2), RowBuffer(v, dim=2)) for k, v in pairs]
+        if memory_mask is None:
+            memory_mask = torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device)
+        self.real = RowBuffer(memory_mask, dim=1)
 
-    def keep_extra(self, index: torch.Tensor) -> None:
-        self.cross = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross]
-        self.memory_mask = self.memory_mask.index_select(0, index)
+    @property
+    def cross(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(k.data, v.data) for k, v in self.memory_kv]
 
-    def extend_extra(self, other: RowCache) -> None:
-        pairs = zip(self.cross, other.cross, strict=True)
-        self.cross = [(stack_rows(k, ok, dim=2), stack_rows(v, ov, dim=2)) for (k, v), (ok, ov) in pairs]
-        self.memory_mask = stack_rows(self.memory_mask, other.memory_mask, dim=1)
+    @property
+    def memory_mask(self) -> torch.Tensor:
+        return self.real.data
+
+    def row_buffers(self) -> list[RowBuffer]:
+        return [*super().row_buffers(), *(buffer for pair in self.memory_kv for buffer in pair), self.real]
 
 
 class T5(nn.Module):
