@@ -105,7 +105,8 @@ async def load(server: tuple[subprocess.Popen, str], clients: int, args: argpars
             response.raise_for_status()
             tokens += response.json()["usage"]["completion_tokens"]
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends them: else a request can race the close.
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(limits=limits) as http:
         warm = {"prompt": "def warm_up(x):", "max_tokens": 4, "temperature": 0}
         await asyncio.gather(*(http.post(f"{base}/v1/completions", json=warm, timeout=900) for _ in range(clients)))
