@@ -100,3 +100,39 @@ class CrashDuringSave(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = half_then_die
+
+
+class SignalWhenBuilt(L.Callback):
+    """When the trainer's callbacks are built (before training starts), send this process `name`, as a scheduler
+    would; refuse if nothing handles it, so a missing handler fails the test instead of ending the test session."""
+
+    def __init__(self, name: str = "SIGTERM"):
+        signum = signal.Signals[name]
+        if not callable(signal.getsignal(signum)):
+            raise RuntimeError(f"no handler for {name}: it would end this process")
+        os.kill(os.getpid(), signum)
+
+
+class HoldValidation(L.Callback):
+    """Once per run folder: when the validation after `step` starts, write `marker` and wait (to be killed there)."""
+
+    def __init__(self, step: int, marker: str, seconds: float = 120.0):
+        self.step, self.marker, self.seconds = step, marker, seconds
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.global_step == self.step and not trainer.sanity_checking and not os.path.exists(self.marker):
+            with open(self.marker, "w") as handle:
+                handle.write(str(os.getpid()))
+            time.sleep(self.seconds)
+
+
+class RecordValidations(L.Callback):
+    """Append the step and process of every finished validation during fit to a jsonl file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps({"step": trainer.global_step, "pid": os.getpid()}) + "\n")

@@ -15,3 +15,13 @@ class CheckpointError(UserError):
 
 class DataError(UserError):
     """Input data is missing or unusable as configured (no file matches, no documents survive, a bad dataset)."""
+
+
+class Interrupted(BaseException):
+    """A termination signal arrived while there was nothing to save (before training started): the command stops at
+    once with one line and exit status 128 + the signal's number. A BaseException, so no `except Exception` (Hydra's
+    instantiate, library code) turns it into something else."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum

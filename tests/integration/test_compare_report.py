@@ -13,35 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from browser import chromium, console_errors
 from fake_runs import write_sweep
-
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--window-size=1600,1400",
-)
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator:
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.exists()):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    try:
+    with chromium(tmp_path / "profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -63,8 +42,7 @@ def test_the_report_of_a_20_run_sweep_works_in_chromium(browser, report, tmp_pat
 
     browser.get(report.as_uri())
     assert browser.execute_script("return document.readyState") == "complete"
-    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
-    assert errors == []
+    assert console_errors(browser) == []
     assert len(browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 20
     assert browser.find_element(By.CSS_SELECTOR, "tr.best td").text.startswith("9")  # lowest val/loss, first
 

@@ -1,8 +1,10 @@
 """Faults injected into real `llmexp-train` processes: kill -9 at random steps, a crash inside a checkpoint write,
-a truncated checkpoint, termination signals. What survives is checked step for step against an uninterrupted run."""
+a truncated checkpoint, termination signals (a signal before training: into this process). What survives is checked
+step for step against an uninterrupted run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -14,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from command_line import run_command
 from llmexp.artifacts.checkpoint import read_checkpoint
+from llmexp.cli import train
 
 TESTS = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -38,12 +42,12 @@ def _entry() -> list[str]:
 class Run:
     """One run folder, trained by a sequence of `llmexp-train` processes; every step's loss lands in losses.jsonl."""
 
-    def __init__(self, run_dir: Path, cache_dir: Path, *overrides: str, throttle: float = 0.05):
+    def __init__(self, run_dir: Path, cache_dir: Path, *overrides: str, throttle: float = 0.05, base=BASE):
         self.dir, self.records = run_dir, run_dir / "losses.jsonl"
         run_dir.mkdir(parents=True, exist_ok=True)
         self.args = [
             *_entry(),
-            *BASE,
+            *base,
             f"hydra.run.dir={run_dir}",
             "+callbacks.record._target_=helpers.RecordLoss",
             f"+callbacks.record.path={self.records}",
@@ -176,3 +180,71 @@ def test_termination_signals_save_and_exit_cleanly_then_the_run_continues(tmp_pa
     run.finish(run.start("ckpt_path=auto"))
     steps = [r["step"] for r in run.losses()]
     assert steps == list(range(1, STEPS + 1)), f"stopped at {stopped_at}"  # no step lost, none repeated
+
+
+def _metrics(run: Run) -> list[tuple[int, str]]:
+    """(step, train or val) of every row of the run's metrics.csv."""
+    with open(run.dir / "metrics.csv", newline="") as handle:
+        return [(int(r["step"]), "val" if r.get("val/loss") else "train") for r in csv.DictReader(handle)]
+
+
+LOGGED = (*(o for o in BASE if not o.startswith(("logger=", "trainer.val_check_interval"))), "logger=csv")
+
+
+@pytest.mark.slow
+def test_a_kill_during_validation_then_resume_runs_it_again_and_metrics_keep_every_step_once(
+    tmp_path, cache_dir, monkeypatch, capsys
+):
+    marker, validations = tmp_path / "held", tmp_path / "validations.jsonl"
+    hold = [
+        "+callbacks.hold._target_=helpers.HoldValidation",
+        "+callbacks.hold.step=6",
+        f"+callbacks.hold.marker={marker}",
+    ]
+    record = ["+callbacks.rec._target_=helpers.RecordValidations", f"+callbacks.rec.path={validations}"]
+    settings = ("trainer.max_steps=12", "trainer.val_check_interval=6", "trainer.log_every_n_steps=1", *hold, *record)
+    run = Run(tmp_path / "run", cache_dir, *settings, base=tuple(o for o in LOGGED if "max_steps" not in o))
+    killed = run.start("ckpt_path=auto")
+    while not marker.exists():  # the validation after step 6 has started (checkpoints at 3, 6, 9, 12)
+        assert killed.poll() is None, run.log()
+        time.sleep(0.05)
+    _kill(killed)
+    monkeypatch.setenv("LLMEXP_CACHE_DIR", str(cache_dir))
+    code, err = run_command(
+        train.main, ["llmexp-train", *run.args[len(_entry()) :], "ckpt_path=auto"], monkeypatch, capsys
+    )
+    assert code == 0, err  # the resume runs in this process: the kill was real, what it left is what is read
+    finished = [json.loads(line) for line in validations.read_text().splitlines()]
+    assert [(v["step"], v["pid"]) for v in finished] == [(6, os.getpid()), (12, os.getpid())]  # step 6's run again
+    assert {r["pid"] for r in run.losses() if r["step"] <= 6} == {killed.pid}  # resumed from step 6's checkpoint
+    rows = _metrics(run)
+    assert sorted(rows) == rows and len(set(rows)) == len(rows)  # in order, nothing twice
+    assert [step for step, kind in rows if kind == "train"] == list(range(12))  # every step (logged 0-based)
+    assert [step for step, kind in rows if kind == "val"] == [5, 11]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_dataloader_workers_saves_logs_the_step_and_exits_0(tmp_path, cache_dir):
+    workers = ("data.num_workers=2", "trainer.log_every_n_steps=100")  # no step of this run is a logging step
+    run = Run(tmp_path / "run", cache_dir, *workers, base=LOGGED, throttle=0.2)
+    process = run.start()
+    run.wait_for_step(process, 5)
+    os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader workers, as SLURM or timeout do
+    run.finish(process)
+    log = run.log(tail=None)
+    assert "Preempted by SIGTERM after step" in log and "DataLoader worker" not in log and "Traceback" not in log
+    saved = read_checkpoint(run.dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert saved >= 5 and _metrics(run)[-1] == (saved - 1, "train")  # the step in progress is logged
+
+
+def test_a_signal_before_training_says_so_in_one_line_and_exits_nonzero(tmp_path, cache_dir, monkeypatch, capsys):
+    """In this process (the run signals itself once its callbacks are built): the handler, the one line and the exit
+    status are those of the console script."""
+    where = (f"hydra.run.dir={tmp_path / 'run'}", f"paths.cache_dir={cache_dir}")
+    argv = ["llmexp-train", *BASE, *where, "+callbacks.signal._target_=helpers.SignalWhenBuilt"]
+    before = signal.getsignal(signal.SIGTERM)
+    code, err = run_command(train.main, argv, monkeypatch, capsys)
+    assert err.strip() == "llmexp-train: stopped by SIGTERM before training started; nothing was saved"
+    assert code == 128 + signal.SIGTERM
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler from before is back

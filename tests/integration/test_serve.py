@@ -157,6 +157,12 @@ BAD_REQUESTS = {
     "too many stop strings": (b'{"prompt": "x", "stop": ["a","b","c","d","e"]}', 400),
     "logprobs requested": (b'{"prompt": "x", "logprobs": 3}', 400),
     "body over the size limit": (json.dumps({"prompt": "x" * BODY_LIMIT}).encode(), 413),
+    "JSON nested 9,000 deep": (b'{"prompt": ' + b"[" * 9000 + b"]" * 9000 + b"}", 400),
+    "a 5,000-digit integer": (b'{"prompt": "x", "max_tokens": ' + b"9" * 5000 + b"}", 400),
+    "a lone surrogate in the prompt": (b'{"prompt": "abc \\ud800 def"}', 400),
+    "repetition_penalty 1e-300": (b'{"prompt": "x", "repetition_penalty": 1e-300}', 400),
+    "temperature NaN": (b'{"prompt": "x", "temperature": NaN}', 400),
+    "stream_options without stream": (b'{"prompt": "x", "stream_options": {"include_usage": true}}', 400),
 }
 
 
@@ -171,6 +177,7 @@ def test_bad_completion_requests_get_a_clear_4xx(server, name):
 
 BAD_CHATS = {
     "no messages": {"messages": []},
+    "a lone surrogate in a message": {"messages": [{"role": "user", "content": "hi \ud800"}]},
     "unknown role": {"messages": [{"role": "robot", "content": "hi"}]},
     "content not a string": {"messages": [{"role": "user", "content": 5}]},
     "ends with the assistant": {"messages": [{"role": "assistant", "content": "hi"}]},
@@ -180,7 +187,8 @@ BAD_CHATS = {
 
 @pytest.mark.parametrize("name", sorted(BAD_CHATS))
 def test_bad_chat_requests_get_400(server, name):
-    response = httpx.post(f"{server}/v1/chat/completions", json=BAD_CHATS[name], timeout=30)
+    body = json.dumps(BAD_CHATS[name]).encode()  # ASCII escapes: httpx's json= cannot encode a lone surrogate
+    response = httpx.post(f"{server}/v1/chat/completions", content=body, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"]
 
@@ -208,3 +216,56 @@ def test_server_keeps_serving_after_bad_requests_and_counts_them(server, referen
     assert 'llmexp_requests_total{endpoint="/v1/completions",status="400"}' in metrics
     for name in ("llmexp_request_latency_seconds_bucket", "llmexp_generation_tokens_per_second", "llmexp_queue_depth"):
         assert name in metrics
+
+
+def test_a_request_with_a_vanishing_temperature_never_fails_the_requests_batched_with_it(server, reference):
+    prompts, temperatures = ["def add(", "class ", "import os", "x = "], [0, 1e-300, 0, 0]
+
+    def answer(i: int) -> str:
+        return complete(server, prompts[i], 8, temperature=temperatures[i])[0]
+
+    for _ in range(3):  # four requests at once, decoded together (serve.max_wait_ms=20)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(answer, range(4)))
+        assert answers == reference(prompts, 8)  # a temperature of 1e-300 is greedy in the limit
+
+
+@pytest.fixture
+def client(server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def test_the_openai_client_limits_a_chat_answer_with_max_completion_tokens(client):
+    messages = [{"role": "user", "content": "Say hi"}]
+    free = client.chat.completions.create(model="m", messages=messages, temperature=0)
+    limited = client.chat.completions.create(model="m", messages=messages, temperature=0, max_completion_tokens=3)
+    assert free.usage.completion_tokens > 3
+    assert limited.usage.completion_tokens == 3 and limited.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_the_openai_client_gets_the_usage_of_a_stream_in_a_last_chunk(client, endpoint):
+    options = {"stream": True, "stream_options": {"include_usage": True}, "max_tokens": 6, "temperature": 0}
+    if endpoint == "chat":
+        chunks = list(
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], **options)
+        )
+        texts = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    else:
+        chunks = list(client.completions.create(model="m", prompt="def add(", **options))
+        texts = [c.choices[0].text for c in chunks if c.choices]
+    *streamed, last = chunks
+    assert last.choices == [] and last.usage.completion_tokens == 6
+    assert last.usage.total_tokens == last.usage.prompt_tokens + 6
+    assert all(c.usage is None for c in streamed) and "".join(texts)
+
+
+def test_the_openai_client_may_send_developer_messages_which_are_system_messages(client):
+    def ask(role: str):
+        messages = [{"role": role, "content": "Answer briefly."}, {"role": "user", "content": "Say hi"}]
+        return client.chat.completions.create(model="m", messages=messages, max_tokens=8, temperature=0)
+
+    developer, system = ask("developer"), ask("system")
+    assert developer.choices[0].message.content == system.choices[0].message.content
+    assert developer.usage.prompt_tokens == system.usage.prompt_tokens

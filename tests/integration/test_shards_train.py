@@ -66,7 +66,7 @@ def test_windows_are_consecutive_slices_of_each_shard(prepared):
 
 
 def _indices(module: ShardsDataModule, rank: int, world: int) -> list[int]:
-    module.trainer = SimpleNamespace(global_rank=rank, world_size=world)
+    module.trainer = SimpleNamespace(global_rank=rank, world_size=world, accumulate_grad_batches=1)
     return list(module.train_dataloader().sampler)
 
 

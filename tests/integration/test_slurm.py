@@ -5,50 +5,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from scale_helpers import read_rows
+from slurm_helpers import TINY, assert_resumed_without_gap, preempted_job, sbatch
+from slurm_helpers import job_env as slurm_job_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
-
-REPO = Path(__file__).resolve().parents[2]
-TINY = ("experiment=smoke", "callbacks=minimal", "trainer.accelerator=cpu", "eval.limit_batches=2")
 
 
 @pytest.fixture
 def job_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
-    """What the batch script and the jobs inherit (sbatch exports the submitting environment)."""
-    return {
-        **os.environ,
-        "LLMEXP_CACHE_DIR": str(cache_dir),
-        "LLMEXP_TRAIN": f"{sys.executable} -m llmexp.cli.train",
-        "LLMEXP_RUN_DIR": str(tmp_path / "run"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def sbatch(env: dict[str, str], out: Path, *args: str) -> subprocess.CompletedProcess:
-    command = ["sbatch", "--parsable", f"--output={out}", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-
-
-def job_state(job_id: str) -> str:
-    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-    return next((w.split("=", 1)[1] for w in shown.split() if w.startswith("JobState=")), "GONE")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.5)
+    return slurm_job_env(tmp_path / "run", cache_dir)
 
 
 def test_sbatch_two_task_ddp_job_trains_to_completion(slurm_cluster, job_env, tmp_path):
@@ -74,34 +45,11 @@ def test_sbatch_two_task_ddp_job_trains_to_completion(slurm_cluster, job_env, tm
 
 
 def test_preempted_job_checkpoints_requeues_and_resumes_with_a_continuous_step_count(slurm_cluster, job_env, tmp_path):
-    out, record, steps = tmp_path / "job.out", tmp_path / "steps.jsonl", 60
-    result = sbatch(
-        job_env,
-        out,
-        "--ntasks-per-node=1",
-        "slurm/train.sbatch",
-        *TINY,
-        f"trainer.max_steps={steps}",
-        "+callbacks.slow._target_=scale_helpers.SlowSteps",
-        "+callbacks.slow.seconds=0.2",
-        "+callbacks.record._target_=scale_helpers.RecordGlobalLoss",
-        f"+callbacks.record.path={record}",
+    record, steps = tmp_path / "steps.jsonl", 60
+    preempted_job(
+        job_env, tmp_path / "job.out", record, 10, ("--ntasks-per-node=1",), (*TINY, f"trainer.max_steps={steps}")
     )
-    assert result.returncode == 0, result.stderr
-    job_id = result.stdout.strip()
-    wait_for(lambda: record.exists() and len(read_rows(record)) >= 10, 600, "10 training steps")
-    subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before preempting
-    wait_for(lambda: job_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "GONE"), 900, "the job to end")
-
-    log = out.read_text()
-    assert job_state(job_id) == "COMPLETED", log[-3000:]
-    assert f"Requeued SLURM job: {job_id}" in log and f"job {job_id} restart 1:" in log
-    rows = read_rows(record)
-    before = [r["step"] for r in rows if r["restart"] == 0]
-    after = [r["step"] for r in rows if r["restart"] == 1]
-    assert before == list(range(len(before))) and len(before) >= 10
-    assert 0 < after[0] <= before[-1] + 1, (before[-1], after[0])  # resumed, not restarted, and no gap
-    assert after == list(range(after[0], steps))
+    assert_resumed_without_gap(record, steps, at_least=10)
     final = json.loads((tmp_path / "run" / "final_metrics.json").read_text())
     assert final["step"] == steps
     assert not list((tmp_path / "run").glob("hpc_ckpt_*.ckpt"))  # the requeue checkpoint is gone once finished

@@ -43,12 +43,14 @@ def _study(sweep: Path) -> optuna.Study:
 
 @pytest.mark.slow
 def test_preflight_names_the_bad_trial_and_submits_nothing(tmp_path, cache_dir):
-    result = _sweep(tmp_path, cache_dir, "model.n_head=1,3", "--preflight")
+    # a trial only the model's own checks refuse (a bad value alone, like n_head=3, is refused before pre-flight)
+    result = _sweep(tmp_path, cache_dir, "data.block_size=64,4096", "--preflight")
     assert result.returncode == 1, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     bad = lines.index(next(line for line in lines if "PROBLEM" in line))
-    assert "model.n_head=3" in lines[bad - 1] and "model.n_head=1" not in lines[bad - 1]
-    assert lines[bad].strip() == "PROBLEM: invalid: model.n_embd=32 must be divisible by model.n_head=3"
+    assert "data.block_size=4096" in lines[bad - 1] and "data.block_size=64" not in lines[bad - 1]
+    expected = "data.block_size=4096 exceeds model.max_seq_len=256; lower data.block_size or raise model.max_seq_len"
+    assert lines[bad].strip() == f"PROBLEM: invalid: {expected}"
     assert "pre-flight FAILED: trial(s) [1] cannot run" in result.stdout
     assert "nothing submitted" in result.stderr
     assert not (tmp_path / "outputs").exists()

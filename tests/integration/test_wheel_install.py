@@ -40,6 +40,7 @@ def test_a_wheel_install_runs_the_smoke_experiment_from_another_folder(tmp_path)
     subprocess.run(build, check=True, capture_output=True, timeout=600)
     (wheel,) = dist.glob("llmexp-*.whl")
     assert "llmexp-lm-eval.pth" in zipfile.ZipFile(wheel).namelist()  # `lm_eval --model llmexp` (setup.py)
+    assert "llmexp/serving/static/arena.html" in zipfile.ZipFile(wheel).namelist()  # llmexp-serve's rating page
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

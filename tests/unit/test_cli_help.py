@@ -16,6 +16,7 @@ MODULES = {
     "llmexp-eval": "eval",
     "llmexp-generate": "generate",
     "llmexp-serve": "serve",
+    "llmexp-feedback": "feedback",
     "llmexp-export": "export",
     "llmexp-convert": "convert",
 }
@@ -49,7 +50,7 @@ def test_help_says_what_the_command_does_with_examples_and_its_own_groups(progra
         assert "  source " not in text and "  pii " not in text  # prepare's groups
     if program == "llmexp-prepare":
         assert "  source " in text and "  model " not in text
-    if program in ("llmexp-serve", "llmexp-generate", "llmexp-export", "llmexp-convert"):
+    if program in ("llmexp-serve", "llmexp-generate", "llmexp-export", "llmexp-convert", "llmexp-feedback"):
         assert "config groups" not in text  # they take keys only
 
 

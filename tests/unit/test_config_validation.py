@@ -25,7 +25,7 @@ BAD = [
     ("+callbacks.periodic_checkpoint.keep=3", "did you mean 'keep_last'?"),
     ("+trainer.max_step=3", "trainer.max_step: not an argument of lightning.pytorch.Trainer"),
     ("data.block_size=512", "data.block_size=512 exceeds model.max_seq_len=256"),
-    ("model=gpt_tiny model.n_embd=30 model.n_head=4", "model.n_embd=30 is not divisible by model.n_head=4"),
+    ("model=gpt_tiny model.n_embd=30 model.n_head=4", "model.n_embd=30 must be divisible by model.n_head=4"),
     ("trainer.devices=2", "trainer.devices=2 with strategy=single (one process); use strategy=ddp"),
 ]
 CPU_BAD = [

@@ -9,8 +9,9 @@ import torch
 
 from llmexp.artifacts.hf_dir import chat_template_jinja, generation_config
 from llmexp.artifacts.inference import load_for_inference, save_inference_checkpoint
-from llmexp.data.sft import IGNORE, collate, encode_example, pack, segments_of
-from llmexp.errors import ConfigError
+from llmexp.data.preference import PreferenceDataModule
+from llmexp.data.sft import IGNORE, SFTDataModule, collate, encode_example, pack, segments_of
+from llmexp.errors import ConfigError, DataError
 from llmexp.finetune.adapters import Freeze, LoRA, trainable_parameter_names
 from llmexp.models.gpt import GPTConfig
 from llmexp.tasks.classification import SequenceClassifier
@@ -204,3 +205,11 @@ def test_freeze_works_on_bert_layers():
     assert {"wte", "wpe", "wtt", "norm_emb"} <= frozen
     assert all(not p.requires_grad for p in bert.layers[0].parameters())
     assert all(p.requires_grad for p in bert.layers[1].parameters())
+
+
+@pytest.mark.parametrize("module", [SFTDataModule, PreferenceDataModule])
+def test_too_few_rows_to_hold_out_validation_names_the_cause(tmp_path, module):
+    rows = tmp_path / "one.jsonl"
+    rows.write_text('{"instruction": "Say hi", "output": "hi", "prompt": "Hi", "chosen": "hi", "rejected": "no"}\n')
+    with pytest.raises(DataError, match=r"1 row\(s\) leave none to train on .* data.val_file"):
+        module(train_file=str(rows))._rows()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from llmexp.models.generation import SamplingConfig, apply_repetition_penalty, choose_next, generate
+from llmexp.models.generation import DecodeRow, SamplingConfig, apply_repetition_penalty, choose_next, decode, generate
 from llmexp.models.gpt import GPTConfig
 
 
@@ -67,3 +67,35 @@ def test_bad_sampling_settings_are_rejected():
     for bad in ({"temperature": -1}, {"top_k": 0}, {"top_p": 1.5}, {"max_new_tokens": 0}):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+def _alone_and_together(model, rows: list[tuple[list[int], SamplingConfig, int]]) -> tuple[list, list]:
+    def decoded(selection):
+        batch = [DecodeRow(p, s, torch.Generator().manual_seed(seed)) for p, s, seed in selection]
+        return [r.tokens for r in decode(model, batch, eos_id=0)]
+
+    return [decoded([row])[0] for row in rows], decoded(rows)
+
+
+def test_a_row_with_a_vanishing_temperature_never_poisons_its_batch(model):
+    rows = [
+        ([3, 4, 5], SamplingConfig(max_new_tokens=8, temperature=1.0, stop_at_eos=False), 1),
+        ([3, 4, 5], SamplingConfig(max_new_tokens=8, temperature=1e-300, stop_at_eos=False), 2),
+        ([7, 8], SamplingConfig(max_new_tokens=8, temperature=0.7, top_p=0.9, stop_at_eos=False), 3),
+        ([9], SamplingConfig(max_new_tokens=8, temperature=1e-45, top_k=5, stop_at_eos=False), 4),
+    ]
+    alone, together = _alone_and_together(model, rows)
+    assert together == alone
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0, stop_at_eos=False)
+    assert [together[1], together[3]] == generate(model, [[3, 4, 5], [9]], greedy, eos_id=0)  # the limit as T -> 0
+
+
+def test_a_row_of_non_finite_logits_takes_its_best_token_and_leaves_the_others_alone():
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    logits[1] = float("nan")
+    logits[1, 17] = 4.0
+    cfg = SamplingConfig(temperature=0.8)
+    chosen = choose_next(logits, cfg, torch.Generator().manual_seed(5))
+    others = choose_next(logits[[0, 2]], cfg, torch.Generator().manual_seed(5))
+    assert chosen[1] == 17
+    assert chosen[[0, 2]].tolist() == others.tolist()

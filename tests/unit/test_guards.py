@@ -92,3 +92,12 @@ def test_a_loss_spike_is_detected_against_the_running_statistic(tmp_path):
 def test_bad_action_names_the_choices():
     with pytest.raises(ValueError, match="choose one of skip, stop, rollback"):
         DivergenceGuard(action="ignore")
+
+
+def test_a_run_that_skips_more_than_its_share_of_steps_stops_with_a_report(tmp_path):
+    guard = DivergenceGuard(action="skip", max_skipped_share=0.25)
+    expected = r"training skipped 4 of 4 steps so far, more than callbacks\.divergence_guard\.max_skipped_share=0\.25"
+    with pytest.raises(TrainingDivergedError, match=expected):
+        _fit(tmp_path, guard, InjectNaN(list(range(12)), str(tmp_path / "nan.jsonl")), 12)
+    report = json.loads((tmp_path / "divergence_report.json").read_text())
+    assert report["counts"]["skipped"] == 4 and report["kind"] == "nonfinite"

@@ -27,7 +27,7 @@ def test_outside_slurm_a_signal_is_recorded_and_lightnings_handler_still_runs(re
     signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))  # stands in for Lightning's notifier
     preemption = Preemption()
     trainer = _trainer()
-    preemption.on_train_start(trainer, None)
+    preemption.setup(trainer, None, "fit")
     os.kill(os.getpid(), signal.SIGTERM)
     assert preemption.received == signal.SIGTERM and seen == [signal.SIGTERM]
     preemption.teardown(trainer, None, "fit")
@@ -39,5 +39,5 @@ def test_under_slurm_lightnings_requeue_handlers_are_left_alone(restore_handlers
     monkeypatch.setenv("SLURM_NTASKS", "1")
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
     preemption = Preemption()
-    preemption.on_train_start(_trainer(SLURMEnvironment(auto_requeue=True)), None)
+    preemption.setup(_trainer(SLURMEnvironment(auto_requeue=True)), None, "fit")
     assert {s: signal.getsignal(s) for s in before} == before

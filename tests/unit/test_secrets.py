@@ -3,7 +3,9 @@ from llmexp.tracking.secrets import REDACTED, is_secret_key, redact, redact_text
 
 def test_secret_keys_are_recognised_and_token_counts_are_not():
     assert all(is_secret_key(k) for k in ("api_key", "WANDB_API_KEY", "hf_token", "secret", "password", "auth"))
+    assert all(is_secret_key(k) for k in ("token", "access_token", "auth_token", "WANDB_TOKEN"))
     assert not any(is_secret_key(k) for k in ("max_new_tokens", "special_tokens", "tokenizer", "eos_token", "lr"))
+    assert not any(is_secret_key(k) for k in ("pad_token_id", "bos_token_id", "max_tokens_limit", "tokens_per_sec"))
 
 
 def test_redact_walks_nested_containers():

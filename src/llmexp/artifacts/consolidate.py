@@ -13,7 +13,7 @@ from typing import Any
 
 from llmexp.artifacts.checkpoint import read_checkpoint, save_digested
 from llmexp.artifacts.inference import model_from_checkpoint
-from llmexp.artifacts.sharded import checkpoint_format
+from llmexp.artifacts.sharded import checkpoint_format, read_sharded_metadata
 from llmexp.errors import CheckpointError
 
 KEPT_KEYS = ("state_dict", "llmexp", "epoch", "global_step", "pytorch-lightning_version")
@@ -46,9 +46,8 @@ def consolidate(ckpt_path: str | Path, output_path: str | Path | None = None) ->
     output = Path(output_path) if output_path else default_output(path)
     if output.exists():
         raise CheckpointError(f"output_path={output}: exists; choose another path or remove it first")
+    read_sharded_metadata(path)  # the safe-load policy: the folder is checked before torch or DeepSpeed unpickles it
     full = _gather_distcp(path) if kind == "distcp" else _gather_deepspeed(path)
-    if "llmexp" not in full:
-        raise CheckpointError(f"ckpt_path={path}: not an llmexp checkpoint (no 'llmexp' metadata)")
     # Models are built in fp32 for inference; bf16-true training keeps bf16 weights.
     full["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in full["state_dict"].items()}
     output.parent.mkdir(parents=True, exist_ok=True)

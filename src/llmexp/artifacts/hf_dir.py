@@ -56,19 +56,27 @@ def hf_tokenizer(tokenizer: Tokenizer, model_max_length: int | None = None):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend, **special, **limit)
 
 
-def load_hf_dir(path: str | Path) -> tuple[nn.Module, Tokenizer | None]:
-    """(our model, its tokenizer if the directory has a tokenizer.json) from a local `transformers` directory."""
+def load_hf_dir(path: str | Path, pickled_weights: bool = False) -> tuple[nn.Module, Tokenizer | None]:
+    """(our model, its tokenizer if the directory has a tokenizer.json) from a local `transformers` directory.
+    Weights are read from safetensors only, unless `pickled_weights` allows pytorch_model.bin (a pickle)."""
     import transformers as tf
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: not a transformers model directory (no config.json)")
+    if not pickled_weights and not any(path.glob("*.safetensors")):
+        raise CheckpointError(
+            f"{path}: no *.safetensors weights; llmexp reads transformers weights as safetensors only (a pickled "
+            "pytorch_model.bin can run code when loaded): save the model again with save_pretrained(dir)"
+        )
     hf_cfg = tf.AutoConfig.from_pretrained(path, local_files_only=True)
     try:
         hf_class = hf_model_class(hf_cfg.model_type)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
-    hf_model = hf_class.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    hf_model = hf_class.from_pretrained(
+        path, local_files_only=True, dtype=torch.float32, use_safetensors=not pickled_weights
+    )
     model = from_hf(hf_model)
     tokenizer = None
     if (path / "tokenizer.json").is_file():

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from llmexp.artifacts.safe_load import load_file, verify_dcp_folder, verify_deepspeed_folder
 from llmexp.errors import CheckpointError
 
 DCP_METADATA = "meta.pt"
@@ -41,17 +40,22 @@ def _deepspeed_client_state_file(path: Path) -> Path:
     )
 
 
-def read_sharded_metadata(path: Path) -> dict[str, Any]:
-    """Everything a sharded checkpoint stores besides weights and optimizer state (llmexp metadata, loops, step)."""
+def verify_folder(path: Path) -> str:
+    """Check a sharded folder by the safe-load policy before torch or DeepSpeed unpickles it; return its format."""
     kind = checkpoint_format(path)
+    if kind == "distcp":
+        verify_dcp_folder(path)
+    elif kind == "deepspeed":
+        verify_deepspeed_folder(path)
+    return kind
+
+
+def read_sharded_metadata(path: Path) -> dict[str, Any]:
+    """Everything a sharded checkpoint stores besides weights and optimizer state (llmexp metadata, loops, step),
+    after checking the whole folder (`verify_folder`): what resumes from it is known to hold only plain data."""
+    kind = verify_folder(path)
     source = path / DCP_METADATA if kind == "distcp" else _deepspeed_client_state_file(path)
-    try:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"ckpt_path={path}: {source.name} cannot be read safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]})"
-        ) from err
-    if "llmexp" not in state:
+    state = load_file(source, what=f"ckpt_path={path}: {source.name}")
+    if not isinstance(state, dict) or "llmexp" not in state:
         raise CheckpointError(f"ckpt_path={path}: not an llmexp checkpoint (no 'llmexp' metadata in {source.name})")
     return {k: v for k, v in state.items() if k not in ("module", "optimizer", "state_dict")}

@@ -14,10 +14,15 @@ from omegaconf import DictConfig
 from llmexp.cli.entry_points import ENTRY_POINTS, EntryPoint
 from llmexp.cli.help import help_text
 from llmexp.config import config_dir
-from llmexp.errors import ConfigError, UserError
+from llmexp.errors import ConfigError, Interrupted, UserError
 
 # Flags after which Hydra does not compose the job config, so there is nothing to validate.
-_NO_JOB = ("help", "hydra_help", "info", "shell_completion", "experimental_rerun", "config_dir", "config_path")
+_NO_JOB = ("help", "hydra_help", "info", "shell_completion", "config_dir", "config_path")
+
+
+def _refuse(program: str, message: str) -> None:
+    print(f"{program}: error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def _arguments(argv: list[str]):
@@ -32,13 +37,29 @@ def check_command_line(config_name: str, argv: list[str], program: str) -> None:
     from llmexp.config.overrides import validate_overrides
 
     args = _arguments(argv)
+    if args.experimental_rerun:
+        _refuse(
+            program,
+            f"--experimental-rerun {args.experimental_rerun}: refused, it unpickles a file (which can run code); "
+            "run the command again with the overrides in the run's .hydra/overrides.yaml",
+        )
     if any(getattr(args, flag, None) for flag in _NO_JOB):
         return
     try:
         validate_overrides(config_dir(), args.config_name or config_name, list(args.overrides), require=not args.cfg)
     except ConfigError as err:
-        print(f"{program}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(program, str(err))
+
+
+def user_error(err: BaseException) -> UserError | ValueError | OSError | None:
+    """The mistake inside a failed `instantiate` (bad data path, a setting a component refused), if it is one:
+    Hydra reports it as "Error in call to target" over several lines."""
+    from hydra.errors import InstantiationException
+
+    cause = err.__cause__
+    while isinstance(cause, InstantiationException):
+        cause = cause.__cause__
+    return cause if isinstance(cause, UserError | ValueError | OSError) else None
 
 
 def preflight_or_exit(config_name: str, argv: list[str], program: str) -> None:
@@ -80,6 +101,14 @@ def _resume(entry: EntryPoint, argv: list[str]) -> list[str]:
 
 
 def run_app(entry: EntryPoint) -> None:
+    try:
+        _run_app(entry)
+    except Interrupted as stop:  # a signal before any work could be saved
+        print(f"{entry.program}: {stop}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + stop.signum) from None
+
+
+def _run_app(entry: EntryPoint) -> None:
     argv = sys.argv[1:]
     if "--help" in argv or "-h" in argv:
         print(help_text(entry))
@@ -101,6 +130,7 @@ def run_app(entry: EntryPoint) -> None:
 
 def _hydra_main(entry: EntryPoint) -> None:
     import hydra
+    from hydra.errors import InstantiationException
 
     from llmexp.config.overrides import in_multirun
 
@@ -111,10 +141,18 @@ def _hydra_main(entry: EntryPoint) -> None:
         silence_library_noise()
         try:
             return target_function(entry.target)(cfg)
-        except UserError as err:
-            print(f"{entry.program}: error: {err}", file=sys.stderr)
+        except (UserError, InstantiationException) as err:
+            mistake = err if isinstance(err, UserError) else user_error(err)
+            if mistake is None:
+                raise
+            print(f"{entry.program}: error: {_first_line(mistake)}", file=sys.stderr)
             if in_multirun():
                 raise  # one trial's mistake: the sweeper records the trial as failed and goes on
             raise SystemExit(2) from None
 
     _main()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

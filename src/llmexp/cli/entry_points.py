@@ -88,6 +88,19 @@ ENTRY_POINTS = {
             ),
         ),
         EntryPoint(
+            "llmexp-feedback",
+            "feedback",
+            "llmexp.serving.feedback_data:export_feedback",
+            "Turn the feedback that llmexp-serve stored (ratings and preferences sent to /v1/feedback or the /arena "
+            "page) into training data: chosen/rejected pairs for experiment=dpo, or well-rated answers for "
+            "experiment=sft.",
+            (
+                "llmexp-feedback dataset=preference out=outputs/feedback/pairs.jsonl",
+                "llmexp-feedback dataset=sft min_rating=5 out=outputs/feedback/sft.jsonl",
+                "llmexp-train experiment=dpo init_from=... data.train_file=outputs/feedback/pairs.jsonl",
+            ),
+        ),
+        EntryPoint(
             "llmexp-export",
             "export",
             "llmexp.cli.export:export",

@@ -109,7 +109,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
                 raise ConfigError(
                     f"{key}: no such key; valid keys under {where}: {', '.join(keys)}{_closest(part, keys)}"
                 )
-            node = node._get_node(part)
+            node = node._get_node(next(k for k in node if str(k) == part))  # keys may be ints (n-gram sizes)
         elif isinstance(node, ListConfig):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"{key}: {where} is a list of {len(node)} items; '{part}' is not an index of it")

@@ -4,7 +4,7 @@ run folder>`) continues the run in its own folder with its own settings.
 The run's own command-line overrides (its `.hydra/overrides.yaml`) are replayed, the new ones go on top, the run
 folder is pinned and the newest valid checkpoint in it is taken (`ckpt_path=auto`, unless a checkpoint was named).
 An override that would change the model or tokenizer the checkpoint holds is refused; one that changes the data or
-the global batch is allowed and named in a warning.
+the process layout is allowed and named in a warning.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from llmexp.errors import ConfigError
 RUN_OVERRIDES = Path(".hydra") / "overrides.yaml"
 # What the checkpoint holds: a new value cannot work with it (start a new run with init_from= instead).
 FIXED = ("model", "tokenizer", "task", "finetune")
-# What a resumed run may change, with a word: the data it trains on and how much of it per step.
+# What a resumed run may change, with a word: the data it trains on, and the process layout (the global batch is kept:
+# llmexp.training.elastic).
 CHANGED = ("data", "experiment", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches")
+LAYOUT = ("trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches", "data.batch_size")
 # Settings of one invocation, never replayed; the folder and the checkpoint are pinned by the resume itself.
 NOT_REPLAYED = ("hydra", "ckpt_path", "resume")
 PINNED = ("hydra.run.dir", "ckpt_path", "resume")
@@ -97,8 +99,13 @@ def resume_command_line(argv: list[str]) -> ResumePlan:
                 f"resume: {override} would change what the checkpoint holds (the run has {was}); start a new run "
                 f"with init_from=<checkpoint> instead"
             )
-        if _covers(key, CHANGED) or key in ("data.batch_size",):
-            warnings.append(f"resuming {folder} with {override} (the run had {was}): its data or global batch changes")
+        if _covers(key, LAYOUT):
+            warnings.append(
+                f"resuming {folder} with {override} (the run had {was}): a new process layout; the global batch and "
+                "the sample order are kept"
+            )
+        elif _covers(key, CHANGED):
+            warnings.append(f"resuming {folder} with {override} (the run had {was}): the data it trains on changes")
     replaced = {key_of(o) for o in new}
     kept = [o for o in original if not _covers(key_of(o), tuple(replaced))]
     # `~key` of something only the run's own overrides added: dropping those overrides is the whole deletion.

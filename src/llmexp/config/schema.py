@@ -7,6 +7,7 @@ A target's own signature is its schema, so a new option needs no second copy of 
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import difflib
 import inspect
 import numbers
@@ -20,8 +21,9 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from llmexp.config import ranges
 from llmexp.config.hardware import check_precision, cuda_devices
-from llmexp.errors import ConfigError
+from llmexp.errors import ConfigError, UserError
 
 
 @dataclass
@@ -128,10 +130,7 @@ def _check_target(node: DictConfig, where: str) -> None:
         if key not in params:
             if open_ended:
                 continue
-            valid = sorted(k for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{name}: not an argument of {target}; valid: {', '.join(valid)}{hint}")
+            _refuse_unknown(name, key, target, params)
         value = _value(node, key)
         if value is _MISSING or (isinstance(value, dict) and "_target_" in value):
             continue
@@ -145,6 +144,38 @@ def _check_target(node: DictConfig, where: str) -> None:
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"{name}={value}: not one of {', '.join(map(str, choices))}{hint}")
             raise ConfigError(f"{name}={value!r}: wrong type, expected {_type_name(annotation)}")
+        if isinstance(value, int | float | list) and not isinstance(value, bool):  # null, "auto": the type said
+            check_range(name, value, ranges.for_target(target, key))
+    if dataclasses.is_dataclass(fn):
+        _construct(fn, node, where)
+
+
+def _refuse_unknown(name: str, key: str, target: str, params: typing.Mapping[str, inspect.Parameter]) -> None:
+    valid = sorted(k for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"{name}: not an argument of {target}; valid: {', '.join(valid)}{hint}")
+
+
+def check_range(name: str, value: Any, declared: ranges.Declared | None) -> None:
+    """ConfigError naming the key and its allowed range when `value` lies outside it."""
+    if declared is not None and value is not _MISSING and not ranges.allows(declared, value):
+        raise ConfigError(f"{name}={value!r}: must be {ranges.describe(declared)}")
+
+
+def _construct(fn: Any, node: DictConfig, where: str) -> None:
+    """Build a config dataclass (a tokenizer spec, prepare's stages) from its node, so that its own checks (the
+    smallest vocabulary of a tokenizer kind, ...) run before any work; nodes completed in code are left alone."""
+    values = {str(k): _value(node, str(k)) for k in node if not str(k).startswith("_")}
+    if any(v is _MISSING or (isinstance(v, dict) and "_target_" in v) for v in values.values()):
+        return
+    try:
+        fn(**values)
+    except TypeError:  # an argument the code passes (vocab_size from the tokenizer, ...)
+        return
+    except (ValueError, UserError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(message if message.startswith(f"{where}.") else f"{where}: {message}") from err
 
 
 def _literal_choices(annotation: Any) -> list[Any]:
@@ -182,6 +213,18 @@ def check_schemas(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: wrong type, expected {_type_name(annotation)}")
 
 
+def check_path_ranges(node: DictConfig, where: str = "") -> None:
+    """Values declared by their path (`llmexp.config.ranges.BY_PATH`): nodes without a target, top-level values."""
+    for key in node:
+        name = f"{where}.{key}" if where else str(key)
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            if not child._is_none() and not child._is_interpolation():
+                check_path_ranges(child, name)
+            continue
+        check_range(name, _value(node, key), ranges.for_path(name))
+
+
 def _uses_cpu(accelerator: Any) -> bool:
     return accelerator == "cpu" or (accelerator in ("auto", None) and not cuda_devices())
 
@@ -212,14 +255,13 @@ def check_combinations(cfg: DictConfig) -> None:
                 f"data.block_size={block} exceeds model.max_seq_len={context}; lower data.block_size or raise "
                 "model.max_seq_len"
             )
-        heads, width = _value(model, "n_head"), _value(model, "n_embd")
-        if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
-            raise ConfigError(f"model.n_embd={width} is not divisible by model.n_head={heads}")
 
 
 def validate_config(cfg: DictConfig, combinations: bool = True) -> None:
     """All checks of a composed config; ConfigError (one line) on the first problem."""
     check_schemas(cfg)
-    check_types(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg)
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    check_types(job)
+    check_path_ranges(job)
     if combinations:
         check_combinations(cfg)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from functools import partial
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from llmexp.data.records import column, read_records, sharded_loader
+from llmexp.data.records import column, sharded_loader, train_and_val_rows
 from llmexp.errors import DataError
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
@@ -67,13 +66,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return len(self.label_names)
 
     def _rows(self) -> tuple[list[dict], list[dict]]:
-        train = read_records(self.train_file, "train", "data.train_file")
-        random.Random(self.seed).shuffle(train)
-        if self.val_file:
-            val = read_records(self.val_file, "validation", "data.val_file")
-        else:
-            cut = max(1, int(len(train) * self.val_fraction))
-            val, train = train[:cut], train[cut:]
+        train, val = train_and_val_rows(self.train_file, self.val_file, self.val_fraction, self.seed)
         return train[: self.max_train_rows], val[: self.max_val_rows]
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:

@@ -130,7 +130,15 @@ class CausalLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_and_world()
-        sampler = ResumableSampler(len(self.dataset("train")), self.seed, shuffle=True, rank=rank, world_size=world)
+        accumulate = getattr(self.trainer, "accumulate_grad_batches", 1)  # 1 outside a Lightning Trainer
+        sampler = ResumableSampler(
+            len(self.dataset("train")),
+            self.seed,
+            shuffle=True,
+            rank=rank,
+            world_size=world,
+            step_samples=self.batch_size * accumulate,
+        )
         if self._legacy_position is not None:  # a checkpoint written before loaders kept their own position
             sampler.resume_from(self._legacy_position["epoch"], self._legacy_position["batches"] * self.batch_size)
             self._legacy_position = None

@@ -17,6 +17,7 @@ import numpy as np
 from filelock import FileLock
 
 from llmexp.data.corpus import Corpus, Split
+from llmexp.errors import DataError
 from llmexp.tokenizer import Tokenizer, TokenizerSpec
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Tokenizer, cache_dir: Path) -> di
             for split in SPLITS:
                 texts = [doc.text for doc in corpus.documents(split)]
                 if not texts:
-                    raise ValueError(f"the corpus has no {split} documents; adjust data.corpus.val_fraction")
+                    raise DataError(
+                        f"the corpus has no {split} documents (empty, or too small to split); add text or adjust "
+                        "data.corpus.val_fraction"
+                    )
                 ids = [
                     np.asarray([*doc_ids, tokenizer.eos_id], dtype=dtype) for doc_ids in tokenizer.encode_batch(texts)
                 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -84,3 +85,21 @@ def sharded_loader(
     if shuffle:  # the training loader: Lightning saves and restores its position mid-epoch
         return ResumableLoader(items, position=trainer_position(datamodule), **settings)
     return DataLoader(items, **settings)
+
+
+def train_and_val_rows(
+    train_file: str, val_file: str | None, val_fraction: float, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """Shuffled training rows and validation rows: `val_file`'s, or a `val_fraction` held out of the training rows
+    (DataError when that leaves nothing to train on, rather than a confusing empty split later)."""
+    train = read_records(train_file, "train", "data.train_file")
+    random.Random(seed).shuffle(train)
+    if val_file:
+        return train, read_records(val_file, "validation", "data.val_file")
+    cut = max(1, int(len(train) * val_fraction))
+    if len(train) <= cut:
+        raise DataError(
+            f"data.train_file: {len(train)} row(s) leave none to train on after holding out {cut} for validation "
+            f"(data.val_fraction={val_fraction}); give more rows or data.val_file"
+        )
+    return train[cut:], train[:cut]

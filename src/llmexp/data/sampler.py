@@ -10,13 +10,26 @@ from torch.utils.data import DataLoader, Sampler
 
 
 class ResumableSampler(Sampler[int]):
-    """Indices of this rank's share of a permutation of range(num_samples), from `start` on."""
+    """Indices of this rank's share of a permutation of range(num_samples), from `start` on.
 
-    def __init__(self, num_samples: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    `step_samples` (a rank's samples per optimizer step: batch size x gradient accumulation) trims each rank's share
+    to whole steps, so every step of an epoch trains on a full global batch, and the epoch holds the same steps with
+    any process layout that has the same global batch (what an elastic resume needs).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        step_samples: int = 1,
+    ):
         if num_samples < world_size:
             raise ValueError(f"{num_samples} samples cannot be shared by {world_size} ranks")
         self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.step_samples = rank, world_size, step_samples
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, samples of this rank already consumed)
 
@@ -29,7 +42,8 @@ class ResumableSampler(Sampler[int]):
         self._resume = (epoch, consumed)
 
     def __len__(self) -> int:
-        return self.num_samples // self.world_size
+        share = self.num_samples // self.world_size
+        return share - share % self.step_samples if share >= self.step_samples else share
 
     def __iter__(self) -> Iterator[int]:
         if self.shuffle:

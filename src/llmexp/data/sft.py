@@ -9,14 +9,13 @@ prompt. Packing puts several examples into one row of `block_size` tokens with `
 from __future__ import annotations
 
 import logging
-import random
 from functools import partial
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from llmexp.data.records import read_records, sharded_loader
+from llmexp.data.records import sharded_loader, train_and_val_rows
 from llmexp.errors import DataError
 from llmexp.tokenizer import ChatTemplate, Tokenizer, TokenizerSpec
 
@@ -138,13 +137,7 @@ class SFTDataModule(L.LightningDataModule):
         return self._tokenizer
 
     def _rows(self) -> dict[str, list[dict]]:
-        train = read_records(self.train_file, "train", "data.train_file")
-        random.Random(self.seed).shuffle(train)
-        if self.val_file:
-            val = read_records(self.val_file, "validation", "data.val_file")
-        else:
-            cut = max(1, int(len(train) * self.val_fraction))
-            val, train = train[:cut], train[cut:]
+        train, val = train_and_val_rows(self.train_file, self.val_file, self.val_fraction, self.seed)
         return {"train": train[: self.max_train_rows], "val": val}
 
     def prepare(self, spec: TokenizerSpec, tokenizer: Tokenizer | None = None) -> Tokenizer:

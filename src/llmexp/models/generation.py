@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from llmexp.config.ranges import SAMPLING, allows, describe
+from llmexp.errors import ConfigError
 from llmexp.models.decode_steps import DecoderOnlySteps, EncoderDecoderSteps
 from llmexp.models.spec import family_of
 
@@ -32,16 +34,9 @@ class SamplingConfig:
     stop_at_eos: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or null, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1] or null, got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        for name, declared in SAMPLING.items():
+            if not allows(declared, getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be {describe(declared)}")
 
 
 @dataclass
@@ -72,10 +67,16 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 
 
 def choose_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Next token ids [B] from last-position logits [B, V]."""
+    """Next token ids [B] from last-position logits [B, V], numerically safe row by row: logits are shifted so that
+    their largest is 0 before dividing by the temperature (a temperature of 1e-300 gives 0 and -inf, so the most
+    likely token, never inf - inf), and a row that still cannot be sampled (non-finite logits from the model) takes
+    its most likely token without touching the other rows."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / cfg.temperature
+    raw = logits.float()
+    # A temperature below float32's smallest normal number would round to 0 (0 / 0); any one that small is greedy.
+    temperature = max(cfg.temperature, torch.finfo(torch.float32).tiny)
+    logits = (raw - raw.amax(dim=-1, keepdim=True)) / temperature
     if cfg.top_k is not None and cfg.top_k < logits.shape[-1]:
         kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -86,7 +87,13 @@ def choose_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= cfg.top_p
         logits = logits.masked_fill(drop_sorted.scatter(1, order, drop_sorted), float("-inf"))
     probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    usable = torch.isfinite(probs).all(dim=-1)
+    if bool(usable.all()):
+        return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+    chosen = raw.nan_to_num(nan=float("-inf")).argmax(dim=-1)
+    if bool(usable.any()):
+        chosen[usable] = torch.multinomial(probs[usable], num_samples=1, generator=generator).squeeze(-1)
+    return chosen
 
 
 def room(model: nn.Module, prompt_length: int) -> int:

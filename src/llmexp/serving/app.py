@@ -63,8 +63,10 @@ async def read_json(request: Request, limit: int) -> object:
         raise ApiError(400, "request body is empty; send a JSON object")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, f"request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply to be a request") from None
+    except ValueError as err:  # not JSON, not UTF-8, or an integer longer than Python converts
+        raise ApiError(400, f"request body is not valid JSON: {str(err)[:200]}") from None
 
 
 def validate(model: type[BaseModel], data: object) -> BaseModel:
@@ -75,6 +77,8 @@ def validate(model: type[BaseModel], data: object) -> BaseModel:
     except ValidationError as err:
         message, param = describe(err)
         raise ApiError(400, message, param) from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply to be a request") from None
 
 
 class Choice:
@@ -95,6 +99,7 @@ class Server:
         self.metrics = ServerMetrics()
         engine.on_batch = self.metrics.observe_batch
         self.handoff: Handoff | None = None
+        self.on_complete = None  # async (id, body, choices) -> None, called with each answer (serving.feedback)
 
     def plan(self, body: SamplingFields, prompts: list[str], default_stops: list[str]) -> list[Choice]:
         """One Choice per prompt and sample, after checking that each fits the limits and the model's context."""
@@ -243,12 +248,14 @@ def create_app(server: Server) -> FastAPI:
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         head = {"id": ident, "created": int(time.time()), "model": settings.model_name}
         if body.stream:
-            return StreamingResponse(stream(request, head, choices, pieces, chat), media_type="text/event-stream")
+            return StreamingResponse(stream(request, head, body, choices, pieces, chat), media_type="text/event-stream")
         async for _ in pieces:
             pass
         failed = [c.error for c in choices if c.error]
         if failed:
             raise ApiError(500, f"generation failed: {failed[0]}", kind="server_error")
+        if server.on_complete:
+            await server.on_complete(ident, body, choices)
         record(request, 200)
         if chat:
             out = [{"index": c.index, "message": {"role": "assistant", "content": c.text.text}} for c in choices]
@@ -259,8 +266,14 @@ def create_app(server: Server) -> FastAPI:
         kind = "chat.completion" if chat else "text_completion"
         return {**head, "object": kind, "choices": out, "usage": _usage(choices)}
 
-    async def stream(request: Request, head: dict, choices: list[Choice], pieces, chat: bool) -> AsyncIterator[bytes]:
+    async def stream(
+        request: Request, head: dict, body: SamplingFields, choices: list[Choice], pieces, chat: bool
+    ) -> AsyncIterator[bytes]:
+        """SSE chunks; with stream_options.include_usage each says "usage": null and a last one, with no choices,
+        carries the usage."""
         obj = "chat.completion.chunk" if chat else "text_completion"
+        usage = body.include_usage
+        head = {**head, "usage": None} if usage else head
 
         def chunk(index: int, text: str | None, finish: str | None, role: bool = False) -> bytes:
             if chat:
@@ -284,6 +297,10 @@ def create_app(server: Server) -> FastAPI:
                     yield chunk(choice.index, text, None)
                 if finish:
                     yield chunk(choice.index, None, finish)
+            if usage:
+                yield _sse({**head, "object": obj, "choices": [], "usage": _usage(choices)})
+            if server.on_complete and status == 200:
+                await server.on_complete(head["id"], body, choices)
             yield _sse("[DONE]")
         except ApiError as err:
             status = err.status

@@ -13,6 +13,7 @@ from llmexp.artifacts.inference import model_from_checkpoint, pick_device, refus
 from llmexp.errors import CheckpointError, ConfigError
 from llmexp.models.spec import FAMILIES, saved_family
 from llmexp.serving.app import Server, ServeSettings, create_app
+from llmexp.serving.arena import add_feedback_and_arena
 from llmexp.serving.engine import BatchingEngine
 from llmexp.tokenizer import ChatTemplate
 
@@ -44,7 +45,8 @@ def check_servable(path: str, checkpoint: dict, program: str = "llmexp-serve") -
 
 
 def build_app(cfg: DictConfig) -> FastAPI:
-    """The app for cfg.ckpt_path (weights read with weights_only=True: nothing in the file is executed)."""
+    """The app for cfg.ckpt_path (weights read with weights_only=True: nothing in the file is executed), with the
+    feedback route and the rating page when serve.feedback_path is set."""
     serve = cfg.serve
     if serve.max_batch_size < 1 or serve.max_tokens_limit < 1 or serve.max_body_bytes < 1:
         raise ConfigError(
@@ -56,8 +58,18 @@ def build_app(cfg: DictConfig) -> FastAPI:
     if serve.cpu_threads:
         # Idle OpenMP workers spin; with the event loop on the same cores that made one request 70x slower here.
         torch.set_num_threads(serve.cpu_threads)
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    check_servable(cfg.ckpt_path, checkpoint)
+    server = load_server(cfg, cfg.ckpt_path, serve.model_name)
+    app = create_app(server)
+    if serve.get("feedback_path"):
+        add_feedback_and_arena(app, server, cfg, lambda path: load_server(cfg, path, None))
+    return app
+
+
+def load_server(cfg: DictConfig, ckpt_path: str, name: str | None) -> Server:
+    """A Server (model, tokenizer, batching engine, chat template) for one checkpoint, under cfg.serve's limits."""
+    serve = cfg.serve
+    checkpoint = read_checkpoint(ckpt_path)
+    check_servable(ckpt_path, checkpoint)
     model = model_from_checkpoint(checkpoint).to(pick_device(cfg.device)).eval()
     tokenizer, metadata = tokenizer_from_checkpoint(checkpoint), checkpoint["llmexp"]
     del checkpoint
@@ -69,13 +81,13 @@ def build_app(cfg: DictConfig) -> FastAPI:
         continuous=serve.batching == "continuous",
     )
     settings = ServeSettings(
-        model_name=model_name(cfg.ckpt_path, serve.model_name),
+        model_name=model_name(ckpt_path, name),
         max_tokens_limit=serve.max_tokens_limit,
         max_body_bytes=serve.max_body_bytes,
         request_timeout_s=serve.request_timeout_s,
     )
     template = ChatTemplate.from_dict(metadata.get("chat_template"))
-    return create_app(Server(engine, tokenizer, settings, template))
+    return Server(engine, tokenizer, settings, template)
 
 
 def serve(cfg: DictConfig) -> None:

@@ -57,7 +57,8 @@ def curves_figure(runs: list[Run], colors: dict[str, str], best: str | None) -> 
                 name=labels[run.name],
                 legendgroup=run.name,
                 showlegend=not shown,
-                mode="lines+markers" if metric.startswith("val/") else "lines",
+                # a curve of one point (a short run) draws nothing as a line alone
+                mode="lines+markers" if metric.startswith("val/") or len(steps) < 3 else "lines",
                 marker={"size": 4},
                 line={"color": colors[run.name], "width": 3 if run.name == best else 1.5},
                 hovertemplate=f"{html.escape(labels[run.name])}<br>step %{{x}}<br>{metric} %{{y:.4f}}<extra></extra>",

@@ -8,12 +8,13 @@ from typing import Any
 
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|credential|auth)", re.IGNORECASE)
 REDACTED = "***"
-# Keys that match the pattern but hold no secret.
-_NOT_SECRETS = frozenset({"max_tokens", "max_new_tokens", "tokens", "eos_token", "special_tokens", "tokenizer"})
+# Keys that match the pattern but hold no secret: token counts and limits, tokenizer settings, special tokens and their
+# ids (`pad_token_id` was masked in every saved config, so a resumed run saw its own model change).
+_NOT_SECRET = re.compile(r"tokens|tokeni[sz]|_token_ids?$|^(pad|mask|eos|bos|unk|cls|sep)_token$", re.IGNORECASE)
 
 
 def is_secret_key(key: str) -> bool:
-    return key not in _NOT_SECRETS and not key.endswith("_tokens") and bool(SECRET_KEY.search(key))
+    return not _NOT_SECRET.search(key) and bool(SECRET_KEY.search(key))
 
 
 def redact(data: Any) -> Any:

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from llmexp.config.overrides import in_multirun
 from llmexp.errors import ConfigError
+from llmexp.training.callbacks.preemption import release_signals, stop_on_signals_before_training
 from llmexp.training.run import train
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,11 @@ def train_objective(cfg: DictConfig) -> float | None:
 
     A single run without that metric (say, trained with validation off) has nothing to return and is not an error;
     a sweep trial without it is, because the sweeper cannot rank it."""
-    metrics = train(cfg)
+    stop_on_signals_before_training()  # until Trainer.fit: nothing to save yet, a signal stops with one line
+    try:
+        metrics = train(cfg)
+    finally:
+        release_signals()  # train() does before fit; this is for a run that stopped before
     if cfg.optimized_metric not in metrics and not in_multirun():
         log.info("optimized_metric=%s was not computed by this run (validation off?)", cfg.optimized_metric)
         return None

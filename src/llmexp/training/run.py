@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +19,7 @@ import llmexp
 from llmexp.artifacts.checkpoint import read_checkpoint, resolve_ckpt_path
 from llmexp.artifacts.inference import tokenizer_from_checkpoint
 from llmexp.artifacts.init_from import load_initial_weights
+from llmexp.config.inherited import ANY, refuse_ignored_overrides
 from llmexp.config.overrides import job_overrides, to_container
 from llmexp.config.schema import validate_config
 from llmexp.errors import ConfigError
@@ -27,11 +29,14 @@ from llmexp.tokenizer import ChatTemplate
 from llmexp.tracking.provenance import all_packages
 from llmexp.tracking.provenance import collect as collect_provenance
 from llmexp.tracking.quiet import silence_library_noise
-from llmexp.tracking.secrets import redact, scrub_hydra_files
+from llmexp.tracking.secrets import REDACTED, redact, scrub_hydra_files
 from llmexp.training.batch_size import tune_batch_size
+from llmexp.training.callbacks.preemption import release_signals
 from llmexp.training.combinations import check_combination, model_family
+from llmexp.training.elastic import keep_global_batch
 from llmexp.training.hints import next_steps
 from llmexp.training.requeue import forget_requeue_checkpoints
+from llmexp.training.slurm import follow_slurm_layout
 from llmexp.training.strategies import check_hardware
 from llmexp.training.trainer import build_trainer
 
@@ -70,6 +75,38 @@ def run_family(cfg: DictConfig, resume: dict[str, Any] | None, init) -> FamilySp
     return model_family(cfg)
 
 
+def _known(saved: Any) -> Any:
+    """The saved config without the values redacted when it was saved (`pad_token_id` looks like a secret): those
+    cannot be compared, so they are left out."""
+    if isinstance(saved, dict):
+        return {key: _known(value) for key, value in saved.items() if value != REDACTED}
+    return saved
+
+
+def refuse_overrides_ignored_by(cfg: DictConfig, ckpt_path: str | None, resume: dict | None, init) -> None:
+    """Refuse model and tokenizer overrides that the checkpoint resumed from, or the init_from weights, replace."""
+    if resume is not None:
+        saved = _known(resume["llmexp"].get("config") or {})
+        kept = {"model": saved.get("model"), "tokenizer": saved.get("tokenizer")}
+        source = f"a resumed run keeps the model and tokenizer of ckpt_path={ckpt_path}"
+        advice = f"drop the override, or start a new run from those weights with init_from={ckpt_path}"
+        refuse_ignored_overrides(cfg, job_overrides(), kept, source, advice)
+    elif init is not None:
+        kept = {"model": init.model_config.to_dict(), **({"tokenizer": ANY} if init.tokenizer is not None else {})}
+        source = f"init_from={cfg.init_from} brings the model's shape and its own tokenizer"
+        refuse_ignored_overrides(_as_resolved(cfg, init), job_overrides(), kept, source, "drop the override")
+
+
+def _as_resolved(cfg: DictConfig, init) -> DictConfig:
+    """cfg with its model as the config class resolves it, the form init_from's config is saved in (`n_kv_head: null`
+    is saved as the head count it stands for, so `model=gpt_tiny` equals the weights it was trained as)."""
+    try:
+        model = instantiate(cfg.model, vocab_size=init.model_config.vocab_size).to_dict()
+    except (InstantiationException, TypeError, ValueError):  # not a model these weights can be: compared as written
+        return cfg
+    return OmegaConf.create({"model": model, "tokenizer": OmegaConf.to_container(cfg.get("tokenizer"), resolve=True)})
+
+
 def keep_chat_template(datamodule, saved: dict[str, Any]) -> None:
     """Instruction data is rendered with the template the starting checkpoint was tuned with (SFT -> DPO, or a
     resumed run), not whatever data.template says, so the model keeps its format."""
@@ -91,12 +128,15 @@ def close_loggers(trainer: L.Trainer) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run training as configured; return the final metrics (also written to <run>/final_metrics.json)."""
     started = time.time()
+    follow_slurm_layout(cfg)
     validate_config(cfg)
     silence_library_noise()
     run_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     resume = read_checkpoint(ckpt_path) if ckpt_path else None
+    keep_global_batch(cfg, resume)
     init = load_initial_weights(cfg.init_from) if cfg.get("init_from") and resume is None else None
+    refuse_overrides_ignored_by(cfg, ckpt_path, resume, init)
     family = run_family(cfg, resume, init)
     check_combination(cfg, family)
     check_hardware(cfg, family.block_classes)
@@ -148,6 +188,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams({**resolved, "model/params": n_params, "model/flops_per_token": flops_per_token})
     tune_batch_size(cfg, task, datamodule)
+    release_signals()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         forget_requeue_checkpoints(trainer)

@@ -15,6 +15,7 @@ from torch import nn
 
 from llmexp.artifacts.checkpoint import AtomicCheckpointIO
 from llmexp.config.hardware import check_precision
+from llmexp.training.elastic import DataLayout
 from llmexp.training.strategies import build_strategy
 
 
@@ -45,7 +46,7 @@ def build_trainer(cfg: DictConfig, blocks: Sequence[type[nn.Module]] = (), **ove
     """The Trainer of `cfg`; `blocks` are the model family's block classes (what a sharding strategy wraps)."""
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     loggers = instantiate_dict(cfg.get("logger"))
-    callbacks = instantiate_dict(cfg.get("callbacks"))
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), DataLayout()]  # always: resume depends on it
     return instantiate(
         cfg.trainer,
         strategy=with_atomic_checkpoints(build_strategy(cfg.strategy, blocks)),

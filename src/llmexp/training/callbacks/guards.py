@@ -4,6 +4,8 @@ Actions: `skip` the update (the batch is consumed, the weights and optimizer sta
 report (`divergence_report.json` in the run folder and one line), or `rollback` the weights and optimizer state to
 the newest valid checkpoint and go on with the next batch (the data stream is not replayed, as PaLM did for spikes).
 Counts are logged as `guard/nonfinite`, `guard/spikes`, `guard/skipped`, `guard/rollbacks` and kept in checkpoints.
+A run that skips more than `max_skipped_share` of its steps stops with a report as soon as that share is certain
+(or at its end): its result would not mean what its config says.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class TrainingDivergedError(UserError):
 
 class DivergenceGuard(L.Callback):
     """Checks every step's loss and gradient norm; a spike is a loss above mean + `spike_sigmas` x std of the last
-    `spike_window` good steps (judged once `min_history` steps are in the window)."""
+    `spike_window` good steps (judged once `min_history` steps are in the window). Skipping (or rolling back) more
+    than `max_skipped_share` of the steps stops the run."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class DivergenceGuard(L.Callback):
         spike_window: int = 100,
         min_history: int = 20,
         max_rollbacks: int = 3,
+        max_skipped_share: float = 0.25,
         report: str = "divergence_report.json",
     ):
         if action not in ACTIONS:
@@ -61,6 +65,7 @@ class DivergenceGuard(L.Callback):
             )
         self.action, self.spike_action = action, spike_action
         self.spike_sigmas, self.min_history, self.max_rollbacks = spike_sigmas, min_history, max_rollbacks
+        self.max_skipped_share = max_skipped_share
         self.report = report
         self.history: deque[float] = deque(maxlen=spike_window)
         self.counts = {"nonfinite": 0, "spikes": 0, "skipped": 0, "rollbacks": 0}
@@ -114,6 +119,8 @@ class DivergenceGuard(L.Callback):
         self.counts["skipped"] += 1
         for param in pl_module.parameters():  # the optimizer leaves parameters without a gradient untouched
             param.grad = None
+        if trainer.max_steps > 0 and self.counts["skipped"] > self.max_skipped_share * trainer.max_steps:
+            self.stop_skipping(trainer, event)  # even if every later step were good, too many were skipped
 
     def rollback(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer) -> bool:
         """Weights and optimizer state from the newest valid checkpoint; False (the step is skipped) if none."""
@@ -128,16 +135,29 @@ class DivergenceGuard(L.Callback):
         log.warning("divergence guard: rolled back to %s (saved at step %s)", path, checkpoint.get("global_step"))
         return True
 
-    def stop(self, trainer: L.Trainer, event: dict[str, Any]) -> None:
+    def write_report(self, trainer: L.Trainer, event: dict[str, Any]) -> Path:
         path = Path(trainer.default_root_dir) / self.report
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
             report = {**event, "counts": self.counts, "events": self.events, "recent_losses": list(self.history)}
             path.write_text(json.dumps(report, indent=2))
+        return path
+
+    def stop(self, trainer: L.Trainer, event: dict[str, Any]) -> None:
+        path = self.write_report(trainer, event)
         raise TrainingDivergedError(
             f"training stopped at step {event['global_step']}: {event['kind']} (loss {event['loss']:.4g}, "
             f"grad norm {event['grad_norm']:.4g}); report: {path}; resume from the last checkpoint with a lower "
             "optimizer.lr, or set callbacks.divergence_guard.action=skip"
+        )
+
+    def stop_skipping(self, trainer: L.Trainer, event: dict[str, Any]) -> None:
+        skipped, steps = self.counts["skipped"], max(trainer.global_step, event["global_step"] + 1)
+        path = self.write_report(trainer, event)
+        raise TrainingDivergedError(
+            f"training skipped {skipped} of {steps} steps so far, more than "
+            f"callbacks.divergence_guard.max_skipped_share={self.max_skipped_share:g} of trainer.max_steps="
+            f"{trainer.max_steps}; report: {path}; lower optimizer.lr or check the data, then resume"
         )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
@@ -148,6 +168,8 @@ class DivergenceGuard(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if any(self.counts.values()) and trainer.is_global_zero:
             log.warning("divergence guard: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+        if self.events and self.counts["skipped"] > self.max_skipped_share * trainer.global_step:
+            self.stop_skipping(trainer, self.events[-1])  # a run without max_steps (max_epochs) ends here
 
     def state_dict(self) -> dict[str, Any]:
         return {"counts": dict(self.counts), "history": list(self.history), "events": self.events}

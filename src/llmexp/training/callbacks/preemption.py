@@ -1,4 +1,9 @@
-"""Preemption: on SIGTERM or SIGUSR1, finish the current step, save a resume point and exit cleanly.
+"""Preemption: on SIGTERM or SIGUSR1, finish the current step, log it, save a resume point and exit cleanly.
+
+The signal may come to the whole process group (SLURM, systemd and `timeout` send it that way), so DataLoader worker
+processes forked during fit block these signals: the main process decides, the workers keep feeding it until it has
+saved. Before training starts there is nothing to save: `stop_on_signals_before_training` makes the command stop at
+once with one line (`llmexp.errors.Interrupted`).
 
 Under SLURM with auto-requeue, Lightning's own handlers already do the right thing (SIGUSR1: save `hpc_ckpt_N.ckpt`
 and `scontrol requeue`; the requeued job resumes from it), so they are left alone there.
@@ -7,9 +12,11 @@ and `scontrol requeue`; the requeued job resumes from it), so they are left alon
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,15 +25,56 @@ import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from llmexp.errors import Interrupted
 from llmexp.training.callbacks.resume_checkpoint import ResumeCheckpoint
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SIGNALS = ("SIGTERM", "SIGUSR1")
+_blocked_in_children: set[signal.Signals] = set()  # what processes forked now must not be stopped by
+_before_training: dict[signal.Signals, Any] = {}  # handlers to put back when training starts
+
+
+def _block_in_child() -> None:
+    if _blocked_in_children:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _blocked_in_children)
+
+
+os.register_at_fork(after_in_child=_block_in_child)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def stop_on_signals_before_training(signals: Iterable[str] = DEFAULT_SIGNALS) -> None:
+    """Until `release_signals`, a termination signal raises `Interrupted` (one line, exit 128 + signal number)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(f"stopped by {name} before training started; nothing was saved", signum)
+
+    if not _main_thread():
+        return
+    for name in signals:
+        signum = signal.Signals[name]
+        _before_training.setdefault(signum, signal.getsignal(signum))
+        signal.signal(signum, stop)
+
+
+def release_signals() -> None:
+    """Put back the handlers from before: training starts (the Preemption callback and Lightning take over), or the
+    run stopped before it."""
+    if _main_thread():
+        for signum, handler in _before_training.items():
+            signal.signal(signum, handler)
+    _before_training.clear()
 
 
 class Preemption(L.Callback):
     """Turns a termination signal into `last.ckpt` at a step boundary and exit status 0 (resume: `ckpt_path=auto`)."""
 
-    def __init__(self, signals: tuple[str, ...] | list[str] = ("SIGTERM", "SIGUSR1")):
+    def __init__(self, signals: tuple[str, ...] | list[str] = DEFAULT_SIGNALS):
         self.signals = [signal.Signals[name] for name in signals]
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
@@ -36,13 +84,15 @@ class Preemption(L.Callback):
         environment = trainer._accelerator_connector.cluster_environment
         return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning registers its handlers just before this hook; ours wrap them (its SIGTERM handler stops DDP peers).
-        if self.slurm_requeues(trainer) or threading.current_thread() is not threading.main_thread():
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Before Lightning registers its handlers (it keeps ours and calls them after its own, which stops DDP
+        # peers), so that a signal during strategy setup or checkpoint loading is not lost either.
+        if stage != "fit" or self.slurm_requeues(trainer) or not _main_thread():
             return
         for signum in self.signals:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
+        _blocked_in_children.update(self.signals)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
@@ -52,17 +102,20 @@ class Preemption(L.Callback):
             previous(signum, frame)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        stop = self.received is not None
+        stop = self.received is not None or trainer.received_sigterm
         if trainer.world_size > 1:  # every rank must take part in the save
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path, weights_only=False)
+        # The step is logged as if it were a logging step: Lightning logs after this hook, which we leave by raising.
+        connector = trainer._logger_connector
+        connector.log_metrics(connector.metrics["log"])
         if trainer.is_global_zero:
-            name = self.received.name if self.received is not None else "a signal on another rank"
+            name = self.received.name if self.received else "SIGTERM" if trainer.received_sigterm else None
             print(
-                f"Preempted by {name} after step {trainer.global_step}: saved {path}; "
+                f"Preempted by {name or 'a signal on another rank'} after step {trainer.global_step}: saved {path}; "
                 f"continue with: llmexp-train resume={trainer.default_root_dir}",
                 file=sys.stderr,
                 flush=True,
@@ -78,6 +131,10 @@ class Preemption(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for signum, handler in self._previous.items():
-            if handler is not None and threading.current_thread() is threading.main_thread():
+            if handler is not None and _main_thread():
                 signal.signal(signum, handler)
         self._previous.clear()
+        _blocked_in_children.difference_update(self.signals)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "fit")  # Lightning skips the teardown hooks when fit raises
