@@ -1,12 +1,15 @@
-"""Framework overhead: llmexp-train against a plain PyTorch loop of the same model, optimizer, schedule and data.
+"""Training speed: `llmexp-train` with its default callbacks against the leanest plain PyTorch loop.
 
-Both run as separate processes with the same thread count, interleaved A B A B ..., and report steady-state tokens/s
-(the first steps are skipped). llmexp's figure comes from its ThroughputMonitor (which also reports MFU and the
-data-wait share of each step); the plain loop times itself the same way. A scaling table over model sizes and
-sequence lengths follows.
+The plain loop trains the same GPT with the same AdamW kernel, parameter groups, warmup-cosine schedule, gradient
+clipping and packed pydocs batches (same seed, so both reach the same loss), and reads nothing back from the
+device during training. Both run as separate processes with the same thread count, interleaved A B A B ..., and
+both are timed by the same clock: a timestamp at the end of every step. Reported per shape: the median over
+`--window`-step windows of tokens/s (the steady state; a window that holds a periodic checkpoint is an outlier of
+llmexp's) and end to end (every timed step, checkpoint saves included). The first 10 steps are not timed.
 
-    python benchmarks/train_throughput.py                     # overhead table, 3 rounds of 120 steps each
-    python benchmarks/train_throughput.py --rounds 1 --steps 60 --scaling gpt_tiny:128,gpt_small:256
+    python benchmarks/train_throughput.py --sections overhead --rounds 3          # the table in BENCHMARKS.md
+    python benchmarks/train_throughput.py --sections overhead --shapes small --rounds 5 --threads 1
+    python benchmarks/train_throughput.py --sections scaling,switches             # llmexp alone: MFU, speed switches
 """
 
 from __future__ import annotations
@@ -22,12 +25,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
+
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 10
+# name -> (conf/model option, model overrides, block size, batch size, steps, steps per timing window)
+SHAPES = {
+    "small": ("gpt_small", {}, 64, 12, 300, 20),  # 4 layers, 4 heads, 128 wide: ~40 ms steps on 2 idle cores
+    "wide": ("gpt_small", {"n_layer": 6, "n_head": 6, "n_embd": 384}, 256, 8, 60, 5),  # ~0.7 s steps
+    "gpt_small": ("gpt_small", {}, 256, 16, 100, 10),
+}
 
 
-def plain_loop(model_name: str, block: int, batch: int, steps: int, cache: str) -> dict:
-    """The baseline: the same GPT, AdamW groups, warmup-cosine schedule and packed data, with no framework at all."""
+class StepClock(L.Callback):
+    """What the benchmark adds to llmexp-train: the time at the end of every training step, and the last loss."""
+
+    def __init__(self, path: str):
+        self.path, self.ends = path, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ends.append(time.perf_counter())
+        if trainer.global_step >= trainer.max_steps:
+            Path(self.path).write_text(json.dumps({"ends": self.ends, "loss": float(outputs["loss"])}))
+
+
+def step_rates(ends: list[float], tokens_per_step: int, window: int) -> dict:
+    """Median tokens/s over windows of `window` steps, and over every step after the warm-up."""
+    timed = ends[WARMUP - 1 :]
+    rates = [window * tokens_per_step / (timed[i + window] - timed[i]) for i in range(0, len(timed) - window, window)]
+    return {
+        "tokens_per_sec": statistics.median(rates),
+        "end_to_end": (len(timed) - 1) * tokens_per_step / (timed[-1] - timed[0]),
+    }
+
+
+def plain_loop(shape: str, steps: int, cache: str) -> dict:
+    """The baseline: model, optimizer, schedule, clipping and data as llmexp builds them, and nothing else."""
     import torch
     import torch.nn.functional as F
     from hydra.utils import instantiate
@@ -41,41 +74,70 @@ def plain_loop(model_name: str, block: int, batch: int, steps: int, cache: str) 
     from llmexp.tokenizer import TokenizerSpec
     from llmexp.training.schedules import warmup_cosine
 
+    model_name, fields, block, batch, *_ = SHAPES[shape]
     torch.manual_seed(1337)
     prepared = prepare(PydocsCorpus(), TokenizerSpec(), cache)
-    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{model_name}.yaml")
+    model_cfg = OmegaConf.merge(OmegaConf.load(ROOT / "conf" / "model" / f"{model_name}.yaml"), fields)
     model = instantiate(model_cfg, vocab_size=prepared.tokenizer.vocab_size).build()
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.1), lr=2e-3, betas=(0.9, 0.95), eps=1e-8)
+    groups = weight_decay_groups(model, 0.1)
+    optimizer = torch.optim.AdamW(groups, lr=2e-3, betas=(0.9, 0.95), eps=1e-8, fused=True)
     scheduler = warmup_cosine(optimizer, total_steps=steps, warmup_steps=50, min_lr_ratio=0.1)
     dataset = PackedBlocks(prepared.tokens["train"], block)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, sampler=ResumableSampler(len(dataset), 1337), drop_last=True
-    )
+    sampler = ResumableSampler(len(dataset), 1337)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True)
     model.train()
-    done, start = 0, None
-    while done < steps:
+    ends: list[float] = []
+    while len(ends) < steps:
         for item in loader:
-            if done == WARMUP:
-                start = time.perf_counter()
             logits = model(item["input_ids"])
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), item["labels"].flatten())
+            loss = F.cross_entropy(logits.flatten(0, 1), item["labels"].flatten())
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            done += 1
-            if done == steps:
+            ends.append(time.perf_counter())
+            if len(ends) == steps:
                 break
-    elapsed = time.perf_counter() - start
-    return {"tokens_per_sec": (steps - WARMUP) * batch * block / elapsed, "loss": float(loss)}
+    return {"ends": ends, "loss": float(loss)}
 
 
-def run_plain(model: str, block: int, batch: int, steps: int, cache: str) -> dict:
+def run_plain(shape: str, steps: int, cache: str, env: dict) -> dict:
     """The plain loop in its own process, like llmexp-train, so both start from the same state."""
-    cmd = [sys.executable, __file__, "--plain-worker", model, str(block), str(batch), str(steps), cache]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cmd = [sys.executable, __file__, "--plain-worker", shape, str(steps), cache]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def run_default(shape: str, steps: int, cache: str, run_dir: Path, env: dict) -> dict:
+    """llmexp-train with conf/callbacks/default.yaml (checkpoints every 50 steps, RNG states, divergence guard,
+    preemption, progress, throughput, loss curve, samples); no validation, as the plain loop has none."""
+    model_name, fields, block, batch, *_ = SHAPES[shape]
+    clock = run_dir / "clock.json"
+    overrides = [
+        f"model={model_name}",
+        *(f"model.{k}={v}" for k, v in fields.items()),
+        f"data.block_size={block}",
+        f"data.batch_size={batch}",
+        f"trainer.max_steps={steps}",
+        "callbacks=default",
+        "callbacks.samples.count=1",
+        "eval=none",
+        "trainer.limit_val_batches=0",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.clock._target_=train_throughput.StepClock",
+        f"+callbacks.clock.path={clock}",
+    ]
+    pythonpath = os.pathsep.join(p for p in (str(ROOT / "benchmarks"), env.get("PYTHONPATH", "")) if p)
+    subprocess.run(
+        [sys.executable, "-m", "llmexp.cli.train", *overrides],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "LLMEXP_CACHE_DIR": cache, "PYTHONPATH": pythonpath},
+        cwd=ROOT,
+    )
+    return json.loads(clock.read_text())
 
 
 def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_dir: Path, extra=()) -> dict:
@@ -115,25 +177,50 @@ def run_llmexp(model: str, block: int, batch: int, steps: int, cache: str, run_d
 
 
 def overhead_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
-    plain, ours = [], []
-    for round_ in range(args.rounds):
-        plain.append(run_plain(args.model, args.block, args.batch, args.steps, cache))
-        ours.append(run_llmexp(args.model, args.block, args.batch, args.steps, cache, tmp / f"ours{round_}"))
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    rows = []
+    for shape in args.shapes.split(","):
+        _, _, block, batch, steps, window = SHAPES[shape]
+        steps, window = args.steps or steps, args.window or window
+        plain, ours = [], []
+        for round_ in range(args.rounds):  # interleaved: both sides see the same machine load
+            for side, results in (("plain", plain), ("llmexp", ours)):
+                if side == "plain":
+                    result = run_plain(shape, steps, cache, env)
+                else:
+                    result = run_default(shape, steps, cache, tmp / f"{shape}-{round_}", env)
+                results.append({**step_rates(result["ends"], block * batch, window), "loss": result["loss"]})
+            print(f"{shape} round {round_ + 1}: plain {plain[-1]}, llmexp {ours[-1]}", flush=True)
+        rows.append(summarise(shape, plain, ours))
+    print_table(rows, args)
+
+
+def summarise(shape: str, plain: list[dict], ours: list[dict]) -> dict:
+    def median(results: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    return {
+        "shape": shape,
+        "plain": median(plain, "tokens_per_sec"),
+        "ours": median(ours, "tokens_per_sec"),
+        "rounds": [o["tokens_per_sec"] / p["tokens_per_sec"] for p, o in zip(plain, ours, strict=True)],
+        "e2e": median(ours, "end_to_end") / median(plain, "end_to_end"),
+        "loss": (median(plain, "loss"), median(ours, "loss")),
+    }
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    print(f"\nthreads={args.threads or 'torch default'} rounds={args.rounds}")
+    print("| shape | plain loop tok/s | llmexp tok/s | ratio | per round | end to end | final loss plain / llmexp |")
+    print("|---|---:|---:|---:|---|---:|---|")
+    for r in rows:
+        rounds = ", ".join(f"{x:.2f}" for x in r["rounds"])
         print(
-            f"round {round_ + 1}: plain {plain[-1]['tokens_per_sec']:,.0f} tok/s, "
-            f"llmexp {ours[-1]['tokens_per_sec']:,.0f} tok/s",
-            flush=True,
+            f"| {r['shape']} | {r['plain']:,.0f} | {r['ours']:,.0f} | **{r['ours'] / r['plain']:.3f}** | {rounds} "
+            f"| {r['e2e']:.3f} | {r['loss'][0]:.4f} / {r['loss'][1]:.4f} |"
         )
-    p = statistics.median(r["tokens_per_sec"] for r in plain)
-    o = statistics.median(r["tokens_per_sec"] for r in ours)
-    print(f"\nmodel={args.model} block={args.block} batch={args.batch} steps={args.steps} rounds={args.rounds}")
-    print(f"{'loop':<14}{'tokens/s':>12}{'MFU':>8}{'data wait':>11}")
-    print(f"{'plain PyTorch':<14}{p:>12,.0f}{'':>8}{'':>11}")
-    print(
-        f"{'llmexp-train':<14}{o:>12,.0f}{statistics.median(r['mfu'] for r in ours):>8.1%}"
-        f"{statistics.median(r['data_wait'] for r in ours):>11.2%}"
-    )
-    print(f"ratio llmexp / plain: {o / p:.3f}")
 
 
 def scaling_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
@@ -195,15 +282,18 @@ def switches_table(args: argparse.Namespace, cache: str, tmp: Path) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--plain-worker"]:
-        model, block, batch, steps, cache = sys.argv[2:7]
-        print("RESULT", json.dumps(plain_loop(model, int(block), int(batch), int(steps), cache)))
+        shape, steps, cache = sys.argv[2:5]
+        print("RESULT", json.dumps(plain_loop(shape, int(steps), cache)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="gpt_small")
-    parser.add_argument("--block", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {list(SHAPES)}")
+    parser.add_argument("--steps", type=int, help="steps per run (default: the shape's own)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, help="steps per timing window (default: the shape's own)")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both sides (default: torch's)")
+    parser.add_argument("--model", default="gpt_small", help="scaling/switches: the model")
+    parser.add_argument("--block", type=int, default=256, help="scaling/switches: the block size")
+    parser.add_argument("--batch", type=int, default=16, help="scaling/switches: the batch size")
     parser.add_argument("--scaling", default="gpt_tiny:128,gpt_tiny:256,gpt_small:128,gpt_small:256")
     parser.add_argument("--scaling-steps", type=int, default=80)
     parser.add_argument(

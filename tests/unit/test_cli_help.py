@@ -46,7 +46,7 @@ def test_help_says_what_the_command_does_with_examples_and_its_own_groups(progra
     assert "powered by Hydra" not in text
     assert all(example in text for example in entry.examples)
     if program == "llmexp-train":
-        assert "  model " in text and "  strategy " in text and "gpt_small*" in text
+        assert "  model " in text and "  strategy " in text and "llama_small*" in text
         assert "  source " not in text and "  pii " not in text  # prepare's groups
     if program == "llmexp-prepare":
         assert "  source " in text and "  model " not in text

@@ -38,9 +38,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def serve_cfg(checkpoint: Path, store: Path, **arena):
     arena = {"max_tokens": 4, "contestants": [{"temperature": 0.7}, {"temperature": 1.2}], **arena}
-    serve = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 10_000,
-             "cpu_threads": None, "request_timeout_s": 30, "model_name": None, "feedback_path": str(store),
-             "arena": arena}  # fmt: skip
+    serve = {"max_batch_size": 4, "max_wait_ms": 1, "batching": "continuous", "max_tokens_limit": 8,
+             "max_body_bytes": 10_000, "cpu_threads": None, "request_timeout_s": 30, "model_name": None,
+             "feedback_path": str(store), "arena": arena}  # fmt: skip
     return OmegaConf.create({"ckpt_path": str(checkpoint), "device": "cpu", "serve": serve})
 
 

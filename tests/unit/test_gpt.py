@@ -51,6 +51,23 @@ def test_kv_cache_matches_full_forward(model):
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_rows_of_different_lengths_step_together_in_one_cache(model):
+    """Continuous batching: a 10-token row and a 4-token row (read apart) take their next tokens in one step, each
+    at its own position, and a row dropped from the cache leaves the other unchanged."""
+    a, b = torch.randint(0, 97, (1, 14)), torch.randint(0, 97, (1, 9))
+    with torch.no_grad():
+        cache, joining = model.new_cache(1, 16), model.new_cache(1, 16)
+        model(a[:, :10], cache=cache)
+        model(b[:, :4], cache=joining)
+        cache.extend(joining)
+        steps = [model(torch.cat([a[:, 10 + t : 11 + t], b[:, 4 + t : 5 + t]]), cache=cache) for t in range(4)]
+        cache.keep([1])
+        last = model(b[:, 8:9], cache=cache)
+        full_a, full_b = model(a), model(b)
+    torch.testing.assert_close(torch.cat([s[0:1] for s in steps], dim=1), full_a[:, 10:14], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([s[1:2] for s in steps] + [last], dim=1), full_b[:, 4:9], atol=1e-5, rtol=1e-5)
+
+
 def test_left_padding_does_not_leak(model):
     ids = torch.randint(1, 97, (1, 9))
     padded = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], dim=1)

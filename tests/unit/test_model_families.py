@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llmexp.models import BertConfig, GPTConfig, T5Config, config_from_dict, family_of
-from llmexp.models.generation import SamplingConfig, cut_at_stop, generate
+from llmexp.models.generation import DecodeRow, RunningBatch, SamplingConfig, cut_at_stop, generate
 
 V = 61
 CONFIGS = {
@@ -89,6 +89,51 @@ def test_batched_left_padded_generation_equals_one_by_one(name):
     prompts = [[3], [7, 8, 9, 10, 11, 12], [20, 21]]
     batched = generate(model, prompts, cfg, eos_id=1)
     assert batched == [generate(model, [p], cfg, eos_id=1)[0] for p in prompts]
+
+
+@pytest.mark.parametrize("name", ["gpt2", *GENERATORS])
+def test_rows_join_a_running_batch_and_leave_it_decoding_as_they_would_alone(name):
+    """Continuous batching: rows that join after four steps (one of them left-padded) and a row that ends early
+    give the tokens each gives alone; a row that ends leaves the batch at once."""
+    model = build(name)
+    greedy = SamplingConfig(max_new_tokens=10, temperature=0, stop_at_eos=False)
+    short = SamplingConfig(max_new_tokens=3, temperature=0, stop_at_eos=False)
+    rows = [DecodeRow([3, 4, 5, 6, 7], greedy), DecodeRow([9], short), DecodeRow([11, 12, 13], greedy)]
+    batch = RunningBatch(model, eos_id=1)
+    results = batch.join(rows[:1])
+    for _ in range(4):
+        batch.step()
+    results += batch.join(rows[1:])
+    for _ in range(3):
+        batch.step()
+    assert len(batch) == 2 and results[1].finish_reason == "length"  # the short row has left
+    while batch.live:
+        batch.step()
+    alone = [generate(model, [row.prompt_ids], row.sampling, eos_id=1)[0] for row in rows]
+    assert [result.tokens for result in results] == alone
+
+
+@pytest.mark.parametrize("name", ["gpt2", *GENERATORS])
+def test_a_row_that_joins_where_rows_left_decodes_as_it_would_alone(name):
+    """Rows that leave free their places in the cache (only a row moved from the end is copied); a row that joins
+    into a freed place with a shorter prompt than the one there before reads none of its keys."""
+    model = build(name)
+
+    def limit(n: int) -> SamplingConfig:
+        return SamplingConfig(max_new_tokens=n, temperature=0, stop_at_eos=False)
+
+    rows = [DecodeRow([3, 4, 5, 6, 7, 8, 9], limit(2)), DecodeRow([11, 12], limit(12)),
+            DecodeRow([13, 14, 15, 16, 17, 18], limit(2)), DecodeRow([19], limit(6))]  # fmt: skip
+    batch = RunningBatch(model, eos_id=1)
+    results = batch.join(rows[:3])
+    for _ in range(3):
+        batch.step()
+    assert len(batch) == 1  # the two short rows have left; the long one moved to the front
+    results += batch.join(rows[3:])
+    while batch.live:
+        batch.step()
+    alone = [generate(model, [row.prompt_ids], row.sampling, eos_id=1)[0] for row in rows]
+    assert [result.tokens for result in results] == alone
 
 
 @pytest.mark.parametrize("name", ["llama", "t5"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,14 @@ from omegaconf import OmegaConf
 from llmexp.errors import CheckpointError
 from llmexp.models.generation import SamplingConfig, generate
 from llmexp.models.gpt import GPTConfig
-from llmexp.serving.engine import BatchingEngine, GenerationRequest, decode_batch
+from llmexp.serving.engine import BatchingEngine, GenerationRequest
 from llmexp.serving.server import build_app
 from llmexp.serving.text import TextStream
 from llmexp.tokenizer import Tokenizer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SERVE = {"max_batch_size": 4, "max_wait_ms": 1, "max_tokens_limit": 8, "max_body_bytes": 1000, "cpu_threads": None,
-         "request_timeout_s": 5, "model_name": None}  # fmt: skip
+SERVE = {"max_batch_size": 4, "max_wait_ms": 1, "batching": "continuous", "max_tokens_limit": 8, "max_body_bytes": 1000,
+         "cpu_threads": None, "request_timeout_s": 5, "model_name": None}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +55,50 @@ class Collector:
         self.done.set()
 
 
-def test_batched_decoding_equals_the_shared_generation_loop(model):
+@contextmanager
+def engine_of(model, **settings):
+    engine = BatchingEngine(model, eos_id=0, max_wait_ms=1, **settings).start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def test_every_request_gets_what_the_shared_generation_loop_gives_it_alone(model):
     prompts, limits = [[3, 4, 5], [7, 8, 9, 10, 11, 12], [20]], [9, 4, 12]
     collectors = [Collector(p, n) for p, n in zip(prompts, limits, strict=True)]
-    decode_batch(model, [c.request for c in collectors], eos_id=0)
+    with engine_of(model, max_batch_size=4) as engine:
+        for collector in collectors:
+            engine.submit(collector.request)
+        assert all(c.done.wait(30) for c in collectors)
     for collector, prompt, limit in zip(collectors, prompts, limits, strict=True):
         expected = generate(model, [prompt], SamplingConfig(max_new_tokens=limit, temperature=0, stop_at_eos=False), 0)
         assert collector.tokens == expected[0]
         assert collector.ended == ("length", None)
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_a_short_request_joins_a_running_long_one_and_leaves_first(model, continuous):
+    """Continuous batching: the short request is read into the running batch and ends while the long one goes on;
+    static batching makes it wait for the long one to end."""
+    long, short = Collector([3, 4, 5], 40), Collector([9, 10], 3)
+    started, submitted = threading.Event(), threading.Event()
+    record = long.request.on_token
+    # The engine thread waits at the long request's tokens until the short one is queued: no race with the test.
+    long.request.on_token = lambda token: (record(token), started.set(), submitted.wait(30))
+    finished: list[str] = []
+    for name, collector in (("long", long), ("short", short)):
+        done = collector.request.on_done
+        collector.request.on_done = lambda reason, err, name=name, done=done: (finished.append(name), done(reason, err))
+    with engine_of(model, max_batch_size=4, continuous=continuous) as engine:
+        engine.submit(long.request)
+        assert started.wait(30)
+        engine.submit(short.request)
+        submitted.set()
+        assert long.done.wait(30) and short.done.wait(30)
+    assert finished == (["short", "long"] if continuous else ["long", "short"])
+    alone = SamplingConfig(max_new_tokens=3, temperature=0, stop_at_eos=False)
+    assert short.tokens == generate(model, [[9, 10]], alone, 0)[0] and len(long.tokens) == 40
 
 
 def test_a_cancelled_row_stops_and_the_others_finish(model):
@@ -74,7 +111,10 @@ def test_a_cancelled_row_stops_and_the_others_finish(model):
             first.request.cancelled.set()
 
     first.request.on_token = cancel_after_two
-    decode_batch(model, [first.request, second.request], eos_id=0)
+    with engine_of(model, max_batch_size=4) as engine:
+        engine.submit(first.request)
+        engine.submit(second.request)
+        assert first.done.wait(30) and second.done.wait(30)
     assert first.ended == ("cancelled", None) and len(first.tokens) == 2
     assert second.ended == ("length", None) and len(second.tokens) == 10
 

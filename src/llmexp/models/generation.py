@@ -1,10 +1,11 @@
 """The one decoding loop of llmexp, used by generate, the samples callback, evaluation and the server.
 
-`decode` continues a batch of rows, each with its own sampling settings, length limit and random generator, with a
-KV cache and left padding; decoder-only families continue the prompt, encoder-decoder families (T5) read it with
-the encoder and decode from the start token. A per-token hook sees every new token as it is chosen (streaming, stop
-strings) and can end its row; a cancellation check ends a row whose client has gone. `generate` is the plain
-"prompts in, token ids out" call on top of it.
+`RunningBatch` continues rows together, each with its own sampling settings, length limit and random generator,
+with a KV cache; decoder-only families continue the prompt, encoder-decoder families (T5) read it with the encoder
+and decode from the start token. Rows join between steps and leave as soon as they end (the server's continuous
+batching). A per-token hook sees every new token as it is chosen (streaming, stop strings) and can end its row; a
+cancellation check ends a row whose client has gone. `decode` runs a fixed set of rows to the end; `generate` is the
+plain "prompts in, token ids out" call on top of it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from llmexp.config.ranges import SAMPLING, allows, describe
 from llmexp.errors import ConfigError
+from llmexp.models.decode_steps import DecoderOnlySteps, EncoderDecoderSteps
 from llmexp.models.spec import family_of
 
 
@@ -94,18 +96,6 @@ def choose_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
     return chosen
 
 
-def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts of different lengths as one [B, T] tensor padded on the left, plus the mask of real tokens."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-    for row, prompt in enumerate(prompts):
-        if prompt:
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long, device=device)
-            mask[row, width - len(prompt) :] = 1
-    return ids, mask
-
-
 def room(model: nn.Module, prompt_length: int) -> int:
     """How many new tokens fit after a prompt of this length: decoder-only models share one context between prompt
     and answer; an encoder-decoder reads up to max_seq_len tokens and writes up to max_seq_len more."""
@@ -121,55 +111,13 @@ def cut_at_stop(text: str, stop_strings: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-class _DecoderOnly:
-    """Steps of a decoder-only model: the (left-padded) prompt first, then one token per step."""
-
-    def __init__(self, model, prompts, limits, pad_id, use_cache, device):
-        self.model = model
-        self.ids, self.mask = left_pad(prompts, pad_id, device)
-        self.padded = not bool(self.mask.all())
-        self.cache = model.new_cache(len(prompts), self.ids.shape[1] + max(limits)) if use_cache else None
-        self.step_ids, self.step_mask = self.ids, (self.mask if self.padded else None)
-
-    def logits(self) -> torch.Tensor:
-        if self.cache is not None:
-            return self.model(self.step_ids, attention_mask=self.step_mask, cache=self.cache)[:, -1]
-        return self.model(self.ids, attention_mask=self.mask if self.padded else None)[:, -1]
-
-    def advance(self, next_ids: torch.Tensor) -> None:
-        # With a cache, the prompt's padding stays recorded in it, so later steps need no mask.
-        self.step_ids, self.step_mask = next_ids.unsqueeze(1), None
-        self.ids = torch.cat([self.ids, self.step_ids], dim=1)
-        self.mask = torch.cat([self.mask, torch.ones_like(self.step_ids)], dim=1)
-
-
-class _EncoderDecoder:
-    """Steps of an encoder-decoder model: encode the prompts once, decode from the start token (T5: the pad id)."""
-
-    def __init__(self, model, prompts, limits, pad_id, use_cache, device):
-        self.model = model
-        start = model.config.pad_token_id
-        ids, self.mask = left_pad(prompts, start, device)
-        self.memory = model.encode(ids, self.mask)
-        self.cache = model.new_cache(self.memory, max(limits) + 1) if use_cache else None
-        self.decoded = torch.full((len(prompts), 1), start, dtype=torch.long, device=device)
-        self.step_ids = self.decoded
-
-    def logits(self) -> torch.Tensor:
-        ids = self.step_ids if self.cache is not None else self.decoded
-        return self.model.decode(ids, self.memory, self.mask, cache=self.cache)[:, -1]
-
-    def advance(self, next_ids: torch.Tensor) -> None:
-        self.step_ids = next_ids.unsqueeze(1)
-        self.decoded = torch.cat([self.decoded, self.step_ids], dim=1)
-
-
-def _choose(logits: torch.Tensor, rows: list[DecodeRow]) -> torch.Tensor:
-    """Next token per row; rows with equal settings and the same generator are sampled in one call (finished rows
-    too, so a generator's draws do not depend on when other rows end)."""
+def _choose(logits: torch.Tensor, rows: list[DecodeRow], order: list[int]) -> torch.Tensor:
+    """Next token per row; rows with equal settings and the same generator are sampled in one call, in `order` (the
+    order they joined in, whatever places they hold now), finished rows too, so a generator's draws do not depend
+    on when other rows end."""
     chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
     groups: dict[tuple, list[int]] = {}
-    for index in range(len(rows)):
+    for index in sorted(range(len(rows)), key=order.__getitem__):
         s, generator = rows[index].sampling, rows[index].generator
         groups.setdefault((s.temperature, s.top_k, s.top_p, id(generator)), []).append(index)
     for members in groups.values():
@@ -178,7 +126,139 @@ def _choose(logits: torch.Tensor, rows: list[DecodeRow]) -> torch.Tensor:
     return chosen
 
 
-@torch.inference_mode()
+def fill_holes(kept: list[int]) -> list[int]:
+    """The new order of the kept rows of a batch: the ones past the new end move into the places of rows that left,
+    the others stay where they are (so dropping rows copies only the moved rows' cache)."""
+    stay = set(kept)
+    moving = [row for row in kept if row >= len(kept)]
+    return [row if row in stay else moving.pop() for row in range(len(kept))]
+
+
+@dataclass
+class RowHooks:
+    """What a row's owner hears: every new token (returning True ends the row), the end and its reason, and
+    whether the row is still wanted (checked before each token is handed over)."""
+
+    on_token: Callable[[list[int]], bool | None] | None = None
+    on_finish: Callable[[str], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+
+
+@dataclass
+class _Row:
+    spec: DecodeRow
+    hooks: RowHooks
+    limit: int
+    group: int  # the join() it came with
+    number: int  # rows joined before it
+    result: RowResult
+    seen: torch.Tensor | None  # tokens already present, for the repetition penalty
+    live: bool = True
+
+
+class RunningBatch:
+    """Rows decoded together, one token per row per `step`. Rows `join` between steps (their prompts are read at
+    once, with a KV cache of their own that is appended to the batch's) and leave as soon as they end, so a long
+    row never holds a short one and a newcomer never waits for the batch to drain. A row that ended but was
+    sampled with the same random generator as a live row of its join stays (silently) until that row ends: a
+    generator's draws do not depend on when other rows end."""
+
+    def __init__(self, model: nn.Module, eos_id: int, use_cache: bool = True):
+        spec = family_of(model)
+        if not spec.can_generate:
+            raise ValueError(f"model family {spec.name!r} does not generate text")
+        self.model, self.eos_id, self.encoder_decoder = model, eos_id, spec.encoder_decoder
+        self.context = int(model.config.max_seq_len)
+        self.device = next(model.parameters()).device
+        steps = EncoderDecoderSteps if spec.encoder_decoder else DecoderOnlySteps
+        self.side = steps(model, use_cache, self.device)
+        self.rows: list[_Row] = []
+        self.logits: torch.Tensor | None = None  # every row's next-token logits
+        self._joins = self._numbered = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def live(self) -> int:
+        return sum(row.live for row in self.rows)
+
+    @torch.inference_mode()
+    def join(self, rows: list[DecodeRow], hooks: list[RowHooks] | None = None) -> list[RowResult]:
+        """Add rows (their prompts are read now); their results fill in as the batch steps. Prompts too long for
+        the context lose their oldest tokens, so that every answer fits."""
+        if not rows or any(len(r.prompt_ids) == 0 for r in rows):
+            raise ValueError("every prompt needs at least one token")
+        limits = [min(r.sampling.max_new_tokens, self.context - (0 if self.encoder_decoder else 1)) for r in rows]
+        keep = self.context if self.encoder_decoder else self.context - max(limits)
+        prompts = [r.prompt_ids[-keep:] for r in rows]
+        logits = self.side.join(prompts, limits, self.eos_id)
+        self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
+        joined = [
+            _Row(row, hook, limit, self._joins, self._numbered + i, RowResult(tokens=[]), self._seen(row, prompt))
+            for i, (row, hook, limit, prompt) in enumerate(
+                zip(rows, hooks or [RowHooks()] * len(rows), limits, prompts, strict=True)
+            )
+        ]
+        self._joins, self._numbered = self._joins + 1, self._numbered + len(rows)
+        self.rows += joined
+        return [row.result for row in joined]
+
+    def _seen(self, row: DecodeRow, prompt: list[int]) -> torch.Tensor | None:
+        if row.sampling.repetition_penalty == 1.0:
+            return None
+        seen = torch.zeros(self.model.config.vocab_size, dtype=torch.bool, device=self.device)
+        seen[torch.tensor(prompt, device=self.device)] = True
+        return seen
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Choose one token for every row, hand it over, drop the rows that ended, and read the others' tokens."""
+        for i, row in enumerate(self.rows):
+            if row.seen is not None:
+                penalty = row.spec.sampling.repetition_penalty
+                self.logits[i] = apply_repetition_penalty(self.logits[i : i + 1], row.seen[None], penalty)[0]
+        next_ids = _choose(self.logits, [row.spec for row in self.rows], [row.number for row in self.rows])
+        for row, token in zip(self.rows, next_ids.tolist(), strict=True):
+            if row.live:
+                self._hand_over(row, token)
+            if row.seen is not None:
+                row.seen[token] = True
+        kept = fill_holes([i for i, row in enumerate(self.rows) if row.live or self._drawn_with_a_live_row(row)])
+        if len(kept) < len(self.rows):
+            self.side.keep(kept)
+            self.rows = [self.rows[i] for i in kept]
+            next_ids = next_ids[torch.tensor(kept, dtype=torch.long, device=next_ids.device)]
+        self.logits = self.side.step(next_ids) if self.rows else None
+
+    def _hand_over(self, row: _Row, token: int) -> None:
+        hooks, tokens = row.hooks, row.result.tokens
+        if hooks.cancelled is not None and hooks.cancelled():
+            self._finish(row, "cancelled")
+        elif row.spec.sampling.stop_at_eos and token == self.eos_id:
+            self._finish(row, "stop")
+        else:
+            tokens.append(token)
+            if hooks.on_token is not None and hooks.on_token(tokens):
+                self._finish(row, "stop")
+            elif len(tokens) >= row.limit:
+                self._finish(row, "length")
+
+    def _finish(self, row: _Row, reason: str) -> None:
+        row.live, row.result.finish_reason = False, reason
+        if row.hooks.on_finish is not None:
+            row.hooks.on_finish(reason)
+
+    def _drawn_with_a_live_row(self, row: _Row) -> bool:
+        def samples(r: _Row) -> bool:
+            return r.spec.sampling.temperature > 0
+
+        return samples(row) and any(
+            other.live and other.group == row.group and other.spec.generator is row.spec.generator and samples(other)
+            for other in self.rows
+        )
+
+
 def decode(
     model: nn.Module,
     rows: list[DecodeRow],
@@ -191,69 +271,24 @@ def decode(
     """Continue every row together until each one ends: at EOS (not kept), when `on_token` says so, at its
     max_new_tokens, or when `cancelled(row)` turns true. Prompts too long for the context lose their oldest tokens,
     so that every answer fits."""
-    spec = family_of(model)
-    if not spec.can_generate:
-        raise ValueError(f"model family {spec.name!r} does not generate text")
-    if not rows or any(len(r.prompt_ids) == 0 for r in rows):
-        raise ValueError("every prompt needs at least one token")
-    context = int(model.config.max_seq_len)
-    limits = [min(r.sampling.max_new_tokens, context - (0 if spec.encoder_decoder else 1)) for r in rows]
-    keep = context if spec.encoder_decoder else context - max(limits)
-    prompts = [r.prompt_ids[-keep:] for r in rows]
-    device = next(model.parameters()).device
+    batch = RunningBatch(model, eos_id, use_cache)
+
+    def hooks(index: int) -> RowHooks:
+        return RowHooks(
+            on_token=(lambda tokens: on_token(index, tokens)) if on_token else None,
+            on_finish=(lambda reason: on_finish(index, reason)) if on_finish else None,
+            cancelled=(lambda: cancelled(index)) if cancelled else None,
+        )
+
     was_training = model.training
     model.eval()
     try:
-        steps = (_EncoderDecoder if spec.encoder_decoder else _DecoderOnly)(
-            model, prompts, limits, eos_id, use_cache, device
-        )
-        hooks = (on_token, on_finish, cancelled)
-        return _loop(steps, rows, prompts, limits, eos_id, model.config.vocab_size, device, hooks)
+        results = batch.join(rows, [hooks(i) for i in range(len(rows))])
+        while batch.live:
+            batch.step()
+        return results
     finally:
         model.train(was_training)
-
-
-def _loop(steps, rows, prompts, limits, eos_id, vocab_size, device, hooks) -> list[RowResult]:
-    on_token, on_finish, cancelled = hooks
-    results = [RowResult(tokens=[]) for _ in rows]
-    live = list(range(len(rows)))
-    penalised = [i for i, r in enumerate(rows) if r.sampling.repetition_penalty != 1.0]
-    seen = None
-    if penalised:
-        seen = torch.zeros(len(rows), vocab_size, dtype=torch.bool, device=device)
-        for i in penalised:
-            seen[i, torch.tensor(prompts[i], device=seen.device)] = True
-
-    def finish(index: int, reason: str) -> None:
-        results[index].finish_reason = reason
-        live.remove(index)
-        if on_finish is not None:
-            on_finish(index, reason)
-
-    for _ in range(max(limits)):
-        logits = steps.logits()
-        for i in penalised:
-            penalty = rows[i].sampling.repetition_penalty
-            logits[i] = apply_repetition_penalty(logits[i : i + 1], seen[i : i + 1], penalty)[0]
-        next_ids = _choose(logits, rows)
-        for index, token in zip(list(live), next_ids[live].tolist(), strict=True):
-            if cancelled is not None and cancelled(index):
-                finish(index, "cancelled")
-                continue
-            if rows[index].sampling.stop_at_eos and token == eos_id:
-                finish(index, "stop")
-                continue
-            results[index].tokens.append(token)
-            if on_token is not None and on_token(index, results[index].tokens):
-                finish(index, "stop")
-            elif len(results[index].tokens) >= limits[index]:
-                finish(index, "length")
-        if not live:
-            break
-        if seen is not None:
-            seen[torch.arange(len(rows), device=seen.device), next_ids] = True
-        steps.advance(next_ids)
-    return results
 
 
 def generate(

@@ -15,6 +15,9 @@ from llmexp.models.layers import (
     Attention,
     LayerKVCache,
     RotaryEmbedding,
+    RowBuffer,
+    RowCache,
+    RowStarts,
     init_weights,
     make_norm,
     scale_residual_projections,
@@ -104,14 +107,22 @@ class Block(nn.Module):
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
-class KVCache:
-    """Per-layer keys/values plus which cached positions are padding; owned by one generation call."""
+class KVCache(RowCache):
+    """Per-layer keys/values plus which cached columns hold real tokens (left padding does not); owned by one
+    generation call or one server's running batch."""
 
     def __init__(self, cfg: GPTConfig, batch: int, max_len: int, device, dtype):
         head_dim = cfg.n_embd // cfg.n_head
-        self.layers = [LayerKVCache(batch, cfg.n_kv_head, max_len, head_dim, device, dtype) for _ in range(cfg.n_layer)]
-        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
-        self.length = 0
+        layers = [LayerKVCache(batch, cfg.n_kv_head, max_len, head_dim, device, dtype) for _ in range(cfg.n_layer)]
+        super().__init__(layers, batch)
+        self.real = RowBuffer(torch.zeros(batch, max_len, dtype=torch.bool, device=device), dim=1)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self.real.data
+
+    def row_buffers(self) -> list[RowBuffer]:
+        return [*super().row_buffers(), self.real]
 
 
 class GPT(nn.Module):
@@ -164,14 +175,13 @@ class GPT(nn.Module):
 
         `attention_mask` [B, T] marks real tokens (1) and padding (0). `segment_ids` [B, T] packs several documents
         into one row: a token attends only to earlier tokens of its own segment, and positions restart at each
-        segment (as if every document were alone). With a `cache`, the new tokens follow `cache.length` cached ones.
+        segment (as if every document were alone). With a `cache`, the new tokens follow each row's cached ones.
         """
         batch, seq = input_ids.shape
-        start = cache.length if cache is not None else 0
-        if start + seq > self.config.max_seq_len:
-            raise ValueError(
-                f"sequence of {start + seq} tokens exceeds the model's max_seq_len {self.config.max_seq_len}"
-            )
+        start = cache.starts(seq) if cache is not None else 0
+        end = start.end if isinstance(start, RowStarts) else start + seq
+        if end > self.config.max_seq_len:
+            raise ValueError(f"sequence of {end} tokens exceeds the model's max_seq_len {self.config.max_seq_len}")
         if segment_ids is not None:
             if cache is not None or attention_mask is not None:
                 raise ValueError("segment_ids (packed rows) go without a cache and without an attention_mask")
@@ -195,12 +205,14 @@ class GPT(nn.Module):
             else:
                 x = block(x, rope, mask, layer_cache, start)
         if cache is not None:
-            cache.length = start + seq
+            cache.advance(seq)
         return self.norm_f(x)
 
     @staticmethod
     def _position_ids(batch, seq, start, attention_mask, cache, device) -> torch.Tensor:
         """Positions count real tokens only, so a left-padded prompt starts at position 0."""
+        if isinstance(start, RowStarts):  # one token per row, after each row's own cached tokens
+            return cache.valid[:, : start.end].sum(dim=1, keepdim=True)
         if attention_mask is None and (cache is None or bool(cache.valid[:, :start].all())):
             return torch.arange(start, start + seq, device=device).expand(batch, seq)
         new_valid = attention_mask.bool() if attention_mask is not None else torch.ones(batch, seq, device=device)
@@ -210,8 +222,13 @@ class GPT(nn.Module):
     @staticmethod
     def _attention_mask(seq, start, attention_mask, cache, device) -> torch.Tensor | None:
         """None for the plain causal case (fast SDPA path); else a boolean [B, 1, T, start + T] mask."""
-        if cache is not None and attention_mask is not None:
-            cache.valid[:, start : start + seq] = attention_mask.bool()
+        if isinstance(start, RowStarts):  # every cached column of its own row, the new token included
+            if attention_mask is not None:
+                raise ValueError("rows of different lengths take one real token each, without an attention_mask")
+            cache.valid[torch.arange(len(start.index), device=device), start.index] = True
+            return cache.valid[:, None, None, : start.end]
+        if cache is not None:
+            cache.valid[:, start : start + seq] = True if attention_mask is None else attention_mask.bool()
         if attention_mask is None and (cache is None or (seq == 1 and bool(cache.valid[:, :start].all()))):
             return None
         total = start + seq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,18 +40,120 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x * cos + rotated * sin).to(x.dtype)
 
 
+class RowStarts(NamedTuple):
+    """Where a one-token step of rows with different lengths writes: column `index[b]` of row b. Keys are read up to
+    column `end` (one past the longest row)."""
+
+    index: torch.Tensor
+    end: int
+
+
+class RowBuffer:
+    """A per-row tensor [rows, ...] of a running batch that rows leave and join without copying the rows that stay:
+    the storage keeps spare rows (doubling when full), a row that leaves is overwritten by one moved from the end
+    (`RunningBatch` orders them so), and joining rows are copied into the spare rows. Along `dim` (the length),
+    rows shorter than the storage are zero-padded."""
+
+    def __init__(self, tensor: torch.Tensor, dim: int):
+        self.storage, self.rows, self.dim = tensor, tensor.shape[0], dim
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The live rows (a view: writes reach the storage)."""
+        return self.storage[: self.rows]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep these rows, in this order; only the rows that change place are copied."""
+        moved = [(to, row) for to, row in enumerate(rows) if to != row]
+        if moved:
+            to, source = (torch.tensor(side, device=self.storage.device) for side in zip(*moved, strict=True))
+            self.storage[to] = self.storage[source]
+        self.rows = len(rows)
+
+    def extend(self, other: torch.Tensor) -> None:
+        """Append the rows of `other`."""
+        count, width, theirs = self.rows + other.shape[0], self.storage.shape[self.dim], other.shape[self.dim]
+        if count > self.storage.shape[0] or theirs > width:
+            shape = list(self.storage.shape)
+            shape[0], shape[self.dim] = max(count, 2 * self.rows), max(width, theirs)
+            storage = self.storage.new_zeros(shape)
+            storage[: self.rows].narrow(self.dim, 0, width).copy_(self.data)
+            self.storage, width = storage, shape[self.dim]
+        joining = self.storage[self.rows : count]
+        joining.narrow(self.dim, 0, theirs).copy_(other)
+        joining.narrow(self.dim, theirs, width - theirs).zero_()
+        self.rows = count
+
+
 class LayerKVCache:
     """Keys and values of one attention layer for positions already seen, preallocated to the maximum length."""
 
     def __init__(self, batch: int, n_kv_head: int, max_len: int, head_dim: int, device, dtype):
-        self.k = torch.zeros(batch, n_kv_head, max_len, head_dim, device=device, dtype=dtype)
-        self.v = torch.zeros_like(self.k)
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.keys = RowBuffer(torch.zeros(shape, device=device, dtype=dtype), dim=2)
+        self.values = RowBuffer(torch.zeros(shape, device=device, dtype=dtype), dim=2)
 
-    def update(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def k(self) -> torch.Tensor:
+        return self.keys.data
+
+    @property
+    def v(self) -> torch.Tensor:
+        return self.values.data
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, start: int | RowStarts) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.k, self.v
+        if isinstance(start, RowStarts):  # one new token per row, each at its own column
+            rows = torch.arange(k.shape[0], device=k.device)
+            keys[rows, :, start.index] = k[:, :, 0]
+            values[rows, :, start.index] = v[:, :, 0]
+            return keys[:, :, : start.end], values[:, :, : start.end]
         end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+    def row_buffers(self) -> list[RowBuffer]:
+        return [self.keys, self.values]
+
+
+class RowCache:
+    """The KV cache of a batch of rows that join and leave between decoding steps (a server's running batch).
+    Rows that joined together share a length; rows of different lengths write each new token at their own column
+    (`starts` gives a `RowStarts`), so a row never waits for, or is padded to, another. `keep` drops rows, `extend`
+    appends the rows of another cache (their prompts read into it); both copy only the rows they move
+    (`RowBuffer`)."""
+
+    def __init__(self, layers: list[LayerKVCache], batch: int):
+        self.layers, self.lengths = layers, [0] * batch
+
+    def starts(self, seq: int) -> int | RowStarts:
+        """Where the next `seq` tokens of every row go: one column when all rows have the same length."""
+        if len(set(self.lengths)) <= 1:
+            return self.lengths[0] if self.lengths else 0
+        if seq != 1:
+            raise ValueError("rows of different lengths take one token per step")
+        index = torch.tensor(self.lengths, device=self.layers[0].k.device)
+        return RowStarts(index, max(self.lengths) + 1)
+
+    def advance(self, seq: int) -> None:
+        self.lengths = [length + seq for length in self.lengths]
+
+    def row_buffers(self) -> list[RowBuffer]:
+        """Every per-row tensor (a model's cache adds what it holds beyond keys and values)."""
+        return [buffer for layer in self.layers for buffer in layer.row_buffers()]
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep these rows, in this order."""
+        for buffer in self.row_buffers():
+            buffer.keep(rows)
+        self.lengths = [self.lengths[i] for i in rows]
+
+    def extend(self, other: RowCache) -> None:
+        """Append the rows of `other` (a cache of the same model)."""
+        for mine, theirs in zip(self.row_buffers(), other.row_buffers(), strict=True):
+            mine.extend(theirs.data)
+        self.lengths = self.lengths + other.lengths
 
 
 class Attention(nn.Module):
@@ -71,7 +174,7 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         cache: LayerKVCache | None = None,
-        cache_start: int = 0,
+        cache_start: int | RowStarts = 0,
     ) -> torch.Tensor:
         batch, seq, _ = x.shape
         q, k, v = self.qkv(x).split(
@@ -156,7 +259,7 @@ class MultiHeadAttention(nn.Module):
         bias: torch.Tensor | None = None,
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: LayerKVCache | None = None,
-        cache_start: int = 0,
+        cache_start: int | RowStarts = 0,
     ) -> torch.Tensor:
         """`mask` is boolean [B, 1, Tq, Tk] (True = may attend); `bias` is additive [B or 1, H, Tq, Tk]."""
         batch, seq, _ = x.shape
@@ -244,10 +347,12 @@ class RelativePositionBias(nn.Module):
         large = large.clamp(max=num_buckets - 1)
         return buckets + torch.where(relative < max_exact, relative, large)
 
-    def forward(self, q_len: int, k_len: int, q_start: int = 0) -> torch.Tensor:
-        """Additive bias [1, H, q_len, k_len] for queries at positions q_start.. and keys at 0..k_len-1."""
+    def forward(self, q_len: int, k_len: int, q_start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Additive bias [1, H, q_len, k_len] for queries at positions q_start.. and keys at 0..k_len-1; with one
+        start per row (a [B] tensor), [B, H, q_len, k_len]."""
         device = self.relative_attention_bias.weight.device
-        query = torch.arange(q_start, q_start + q_len, device=device)[:, None]
-        key = torch.arange(k_len, device=device)[None, :]
+        start = torch.as_tensor(q_start, device=device).reshape(-1, 1, 1)
+        query = start + torch.arange(q_len, device=device)[None, :, None]
+        key = torch.arange(k_len, device=device)[None, None, :]
         values = self.relative_attention_bias(self.bucket(key - query))
-        return values.permute(2, 0, 1).unsqueeze(0)
+        return values.permute(0, 3, 1, 2)

@@ -15,6 +15,9 @@ from llmexp.models.layers import (
     LayerKVCache,
     MultiHeadAttention,
     RelativePositionBias,
+    RowBuffer,
+    RowCache,
+    RowStarts,
     key_padding_mask,
 )
 
@@ -100,18 +103,34 @@ class T5Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-class T5Cache:
-    """Decoder self-attention keys/values plus the cross-attention keys/values of the encoder output."""
+class T5Cache(RowCache):
+    """Decoder self-attention keys/values plus the cross-attention keys/values of the encoder output and which
+    encoder positions are real (`memory_mask`; rows that joined apart may have read prompts of different lengths)."""
 
-    def __init__(self, model: T5, memory: torch.Tensor, max_len: int):
+    def __init__(self, model: T5, memory: torch.Tensor, max_len: int, memory_mask: torch.Tensor | None = None):
         cfg, param = model.config, model.shared.weight
         batch = memory.shape[0]
-        self.layers = [
+        layers = [
             LayerKVCache(batch, cfg.n_head, max_len, cfg.head_dim, param.device, param.dtype)
             for _ in range(cfg.n_decoder_layer)
         ]
-        self.cross = [block.cross_attn.project_kv(memory) for block in model.decoder]
-        self.length = 0
+        super().__init__(layers, batch)
+        pairs = [block.cross_attn.project_kv(memory) for block in model.decoder]
+        self.memory_kv = [(RowBuffer(k, dim=2), RowBuffer(v, dim=2)) for k, v in pairs]
+        if memory_mask is None:
+            memory_mask = torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device)
+        self.real = RowBuffer(memory_mask, dim=1)
+
+    @property
+    def cross(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(k.data, v.data) for k, v in self.memory_kv]
+
+    @property
+    def memory_mask(self) -> torch.Tensor:
+        return self.real.data
+
+    def row_buffers(self) -> list[RowBuffer]:
+        return [*super().row_buffers(), *(buffer for pair in self.memory_kv for buffer in pair), self.real]
 
 
 class T5(nn.Module):
@@ -173,23 +192,29 @@ class T5(nn.Module):
         """What a task reads a text through (classification pools it): the encoder output."""
         return self.encode(input_ids, attention_mask)
 
-    def new_cache(self, memory: torch.Tensor, max_len: int) -> T5Cache:
-        return T5Cache(self, memory, max_len)
+    def new_cache(self, memory: torch.Tensor, max_len: int, memory_mask: torch.Tensor | None = None) -> T5Cache:
+        return T5Cache(self, memory, max_len, memory_mask)
 
     def decode(
         self,
         decoder_input_ids: torch.Tensor,
-        memory: torch.Tensor,
+        memory: torch.Tensor | None,
         memory_mask: torch.Tensor | None = None,
         cache: T5Cache | None = None,
     ) -> torch.Tensor:
-        """Logits [B, T, vocab] for decoder tokens (right padding only: causal masking keeps it from leaking)."""
+        """Logits [B, T, vocab] for decoder tokens (right padding only: causal masking keeps it from leaking). With
+        a cache, `memory` is not read again (its keys and values are in the cache)."""
         seq = decoder_input_ids.shape[1]
-        start = cache.length if cache is not None else 0
-        total = start + seq
+        start = cache.starts(seq) if cache is not None else 0
         x = self.drop(self.shared(decoder_input_ids))
-        bias = self.decoder_bias(seq, total, start)
-        causal = torch.ones(seq, total, dtype=torch.bool, device=x.device).tril(diagonal=start)[None, None]
+        if isinstance(start, RowStarts):  # one token per row, each at its own position
+            total = start.end
+            bias = self.decoder_bias(seq, total, start.index)
+            causal = (torch.arange(total, device=x.device) <= start.index[:, None])[:, None, None, :]
+        else:
+            total = start + seq
+            bias = self.decoder_bias(seq, total, start)
+            causal = torch.ones(seq, total, dtype=torch.bool, device=x.device).tril(diagonal=start)[None, None]
         cross_mask = key_padding_mask(memory_mask, seq)
         for i, block in enumerate(self.decoder):
             if cache is not None:
@@ -197,7 +222,7 @@ class T5(nn.Module):
             else:
                 x = self._run(block, x, causal, bias, memory, None, cross_mask)
         if cache is not None:
-            cache.length = total
+            cache.advance(seq)
         x = self.drop(self.decoder_norm(x))
         if self.config.tie_embeddings:
             x = x * self.config.n_embd**-0.5  # T5 rescales before a tied output projection

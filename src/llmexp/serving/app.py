@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmexp.models.generation import SamplingConfig
 from llmexp.serving.engine import BatchingEngine, GenerationRequest
+from llmexp.serving.handoff import Handoff
 from llmexp.serving.metrics import ServerMetrics
 from llmexp.serving.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields, describe
 from llmexp.serving.text import TextStream
@@ -97,6 +98,7 @@ class Server:
         self.engine, self.tokenizer, self.settings, self.chat = engine, tokenizer, settings, chat
         self.metrics = ServerMetrics()
         engine.on_batch = self.metrics.observe_batch
+        self.handoff: Handoff | None = None
         self.on_complete = None  # async (id, body, choices) -> None, called with each answer (serving.feedback)
 
     def plan(self, body: SamplingFields, prompts: list[str], default_stops: list[str]) -> list[Choice]:
@@ -124,6 +126,9 @@ class Server:
     def start(self, body: SamplingFields, choices: list[Choice]) -> asyncio.Queue:
         """Submit every choice; return the queue on which (choice, event, value) tuples arrive."""
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        if self.handoff is None or self.handoff.loop is not loop:
+            self.handoff = Handoff(loop)
+        put = self.handoff.put
         self.metrics.prompt_tokens.inc(sum(len(c.prompt_ids) for c in choices))
         for choice in choices:
             sampling = SamplingConfig(
@@ -137,10 +142,8 @@ class Server:
                 prompt_ids=choice.prompt_ids,
                 sampling=sampling,
                 seed=None if body.seed is None else body.seed + choice.index,
-                on_token=lambda token, c=choice: loop.call_soon_threadsafe(events.put_nowait, (c, "token", token)),
-                on_done=lambda reason, err, c=choice: loop.call_soon_threadsafe(
-                    events.put_nowait, (c, "done", (reason, err))
-                ),
+                on_token=lambda token, c=choice: put(events, (c, "token", token)),
+                on_done=lambda reason, err, c=choice: put(events, (c, "done", (reason, err))),
             )
             self.engine.submit(choice.request)
         return events

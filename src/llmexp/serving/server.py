@@ -17,6 +17,8 @@ from llmexp.serving.arena import add_feedback_and_arena
 from llmexp.serving.engine import BatchingEngine
 from llmexp.tokenizer import ChatTemplate
 
+BATCHING = ("continuous", "static")
+
 
 def model_name(ckpt_path: str, configured: str | None) -> str:
     """The served model's id: as configured, else the run folder's name (outputs/runs/<date>/<time>/checkpoints/x)."""
@@ -51,6 +53,8 @@ def build_app(cfg: DictConfig) -> FastAPI:
             "serve.max_batch_size, serve.max_tokens_limit and serve.max_body_bytes must be >= 1 "
             f"(got {serve.max_batch_size}, {serve.max_tokens_limit}, {serve.max_body_bytes})"
         )
+    if serve.batching not in BATCHING:
+        raise ConfigError(f"serve.batching={serve.batching!r}: choose one of {', '.join(BATCHING)}")
     if serve.cpu_threads:
         # Idle OpenMP workers spin; with the event loop on the same cores that made one request 70x slower here.
         torch.set_num_threads(serve.cpu_threads)
@@ -69,7 +73,13 @@ def load_server(cfg: DictConfig, ckpt_path: str, name: str | None) -> Server:
     model = model_from_checkpoint(checkpoint).to(pick_device(cfg.device)).eval()
     tokenizer, metadata = tokenizer_from_checkpoint(checkpoint), checkpoint["llmexp"]
     del checkpoint
-    engine = BatchingEngine(model, tokenizer.eos_id, max_batch_size=serve.max_batch_size, max_wait_ms=serve.max_wait_ms)
+    engine = BatchingEngine(
+        model,
+        tokenizer.eos_id,
+        max_batch_size=serve.max_batch_size,
+        max_wait_ms=serve.max_wait_ms,
+        continuous=serve.batching == "continuous",
+    )
     settings = ServeSettings(
         model_name=model_name(ckpt_path, name),
         max_tokens_limit=serve.max_tokens_limit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -59,12 +60,16 @@ class CausalLMTask(Task):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         per_token, _ = self._loss(batch)
         loss = per_token.mean()
-        nats, nbytes = self.bits_per_byte(per_token.detach(), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/bpb", nats / (math.log(2) * nbytes.clamp(min=1)))
-        self.log("train/tokens", float((self.global_step + 1) * batch["labels"].numel() * self.trainer.world_size))
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_train_step(functools.partial(self.step_metrics, loss.detach(), per_token.detach(), batch["labels"]))
         return loss
+
+    def step_metrics(self, loss: torch.Tensor, per_token: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        nats, nbytes = self.bits_per_byte(per_token, labels)
+        return {
+            "train/loss": loss,
+            "train/bpb": nats / (math.log(2) * nbytes.clamp(min=1)),
+            "train/tokens": float((self.global_step + 1) * labels.numel() * self.trainer.world_size),
+        }
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         per_token, logits = self._loss(batch)
@@ -84,11 +89,3 @@ class CausalLMTask(Task):
         )
         for metric in (self.val_loss, self.val_ppl, self.val_nats, self.val_bytes):
             metric.reset()
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Gradient norm before clipping, on the steps Lightning logs (it costs a pass over all gradients)."""
-        if self.global_step % max(1, self.trainer.log_every_n_steps):
-            return
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads))

@@ -108,9 +108,10 @@ class ClassificationTask(Task):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["input_ids"], batch["lengths"])
         loss = F.cross_entropy(logits.float(), batch["labels"])
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", (logits.argmax(-1) == batch["labels"]).float().mean())
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        step_loss, step_logits, labels = loss.detach(), logits.detach(), batch["labels"]
+        self.log_train_step(
+            lambda: {"train/loss": step_loss, "train/acc": (step_logits.argmax(-1) == labels).float().mean()}
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -11,6 +11,7 @@ adapters (LoRA, freezing) work as in SFT, and a LoRA run also writes merged.ckpt
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import torch
@@ -80,14 +81,18 @@ class DPOTask(SFTTask):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.preference_terms(batch)
         loss = terms["loss"].mean()
-        chosen, rejected = terms["chosen"], terms["rejected"]
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/rewards_chosen", chosen.mean())
-        self.log("train/rewards_rejected", rejected.mean())
-        self.log("train/reward_acc", (chosen > rejected).float().mean())
-        self.log("train/reward_margin", (chosen - rejected).mean())
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_train_step(functools.partial(self.step_metrics, loss.detach(), terms["chosen"], terms["rejected"]))
         return loss
+
+    @staticmethod
+    def step_metrics(loss: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "train/loss": loss,
+            "train/rewards_chosen": chosen.mean(),
+            "train/rewards_rejected": rejected.mean(),
+            "train/reward_acc": (chosen > rejected).float().mean(),
+            "train/reward_margin": (chosen - rejected).mean(),
+        }
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         terms = self.preference_terms(batch)

@@ -35,9 +35,8 @@ class MaskedLMTask(CausalLMTask):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         nll, count = self.summed_loss(batch)
         loss = nll / count.clamp(min=1)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/tokens", float((self.global_step + 1) * batch["input_ids"].numel() * self.trainer.world_size))
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        step_loss, tokens = loss.detach(), batch["input_ids"].numel() * self.trainer.world_size
+        self.log_train_step(lambda: {"train/loss": step_loss, "train/tokens": float((self.global_step + 1) * tokens)})
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -113,9 +113,8 @@ class SFTTask(AdaptedCausalLMTask):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         total, count = self.response_loss(batch)
         loss = total / count.clamp(min=1)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/response_tokens", count.float())
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        step_loss = loss.detach()
+        self.log_train_step(lambda: {"train/loss": step_loss, "train/response_tokens": count.float()})
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -22,11 +22,19 @@ import torch
 
 from llmexp.artifacts.checkpoint import newest_valid_checkpoint, read_checkpoint
 from llmexp.errors import UserError
+from llmexp.tasks.base import logging_step
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("skip", "stop", "rollback")
 SPIKE_ACTIONS = ("warn", *ACTIONS)
+
+
+def gradient_norm(module: L.LightningModule) -> torch.Tensor:
+    """The norm a Task computes once per step for everyone who needs it; computed here for any other module."""
+    if hasattr(module, "gradient_norm"):
+        return module.gradient_norm()
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
 
 
 class TrainingDivergedError(UserError):
@@ -63,6 +71,7 @@ class DivergenceGuard(L.Callback):
         self.counts = {"nonfinite": 0, "spikes": 0, "skipped": 0, "rollbacks": 0}
         self.events: list[dict[str, Any]] = []
         self._loss: torch.Tensor | None = None
+        self._logged: dict[str, int] | None = None
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         self._loss = loss.detach()
@@ -76,8 +85,7 @@ class DivergenceGuard(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        grad_norm = float(gradient_norm(pl_module))
         loss = float(self._loss) if self._loss is not None else 0.0
         nonfinite = not (math.isfinite(loss) and math.isfinite(grad_norm))
         spike = not nonfinite and self.is_spike(loss)
@@ -153,7 +161,9 @@ class DivergenceGuard(L.Callback):
         )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        pl_module.log_dict({f"guard/{k}": float(v) for k, v in self.counts.items()}, on_step=True, on_epoch=False)
+        if logging_step(trainer) or self.counts != self._logged:  # a count that changes is logged at once
+            pl_module.log_dict({f"guard/{k}": float(v) for k, v in self.counts.items()}, on_step=True, on_epoch=False)
+            self._logged = dict(self.counts)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if any(self.counts.values()) and trainer.is_global_zero:

@@ -76,5 +76,17 @@ def progress_bar(refresh_rate: int = 5, log_every: int = 50) -> L.Callback:
             def _get_train_description(self, current_epoch: int) -> str:
                 return train_description(current_epoch)
 
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                # Lightning redraws the bar and its metrics after every batch; every `refresh_rate` is enough.
+                done = batch_idx + 1
+                if done % self.refresh_rate == 0 or done >= self.total_train_batches:
+                    super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+            def get_metrics(self, trainer, pl_module) -> dict:
+                # The loss is read here, when the bar is drawn, not by Lightning after every step.
+                loss = trainer.callback_metrics.get("train/loss")
+                shown = super().get_metrics(trainer, pl_module)
+                return {**shown, "train/loss": float(loss)} if loss is not None else shown
+
         return StepProgressBar(refresh_rate=refresh_rate)
     return LogProgress(every=log_every)
