@@ -45,7 +45,10 @@ def test_multirun_summary_marks_the_failed_job(tmp_path, cache_dir):
     assert [(r["job"], r["status"], r["init_from"]) for r in rows] == expected
     final = json.loads((sweep / "0" / "final_metrics.json").read_text())
     assert float(rows[0]["val/loss"]) == pytest.approx(final["val/loss"], rel=1e-5) and final["step"] == 5
-    assert "cannot be read safely" in rows[1]["error"]
+    assert (
+        rows[1]["error"].startswith(f"CheckpointError: init_from={damaged}: ")
+        and "cannot be read safely" in rows[1]["error"]
+    )
     assert json.loads((sweep / "1" / "job_status.json").read_text())["status"] == "failed"
 
 
