@@ -97,26 +97,29 @@ def save_digested(checkpoint: dict[str, Any], path: str | Path) -> None:
 
 
 def read_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu", require_metadata: bool = True
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    require_metadata: bool = True,
+    setting: str = "ckpt_path",
 ) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects, and check its digest; CheckpointError otherwise.
-    A sharded folder (fsdp, fsdp2, deepspeed) is checked whole and its metadata returned; the weights stay with the
-    strategy."""
+    """Load a checkpoint without unpickling arbitrary objects, and check its digest; CheckpointError otherwise,
+    naming the `setting` the user gave the path with. A sharded folder (fsdp, fsdp2, deepspeed) is checked whole and
+    its metadata returned; the weights stay with the strategy."""
     path = Path(path)
     if path.is_dir():
         return read_sharded_metadata(path)
     if not path.is_file():
-        raise CheckpointError(f"ckpt_path={path}: no such file")
-    checkpoint = load_file(path, map_location, what=f"ckpt_path={path}")
+        raise CheckpointError(f"{setting}={path}: no such file")
+    checkpoint = load_file(path, map_location, what=f"{setting}={path}")
     if not isinstance(checkpoint, dict) or (require_metadata and "llmexp" not in checkpoint):
-        raise CheckpointError(f"ckpt_path={path}: not an llmexp checkpoint (no 'llmexp' metadata)")
+        raise CheckpointError(f"{setting}={path}: not an llmexp checkpoint (no 'llmexp' metadata)")
     stored = checkpoint.pop(INTEGRITY_KEY, None)
     algorithm = stored.get("algorithm") if isinstance(stored, dict) else None
     known = algorithm in (WHOLE, TENSORS_ONLY)
     if stored is not None and (not known or content_digest(checkpoint, algorithm) != stored):
         what = "contents" if algorithm == WHOLE else "tensors"
         raise CheckpointError(
-            f"ckpt_path={path}: corrupt, its {what} do not match the digest written with them ({stored.get('tensors')}"
+            f"{setting}={path}: corrupt, its {what} do not match the digest written with them ({stored.get('tensors')}"
             f" tensors, {algorithm} {stored.get('digest')}); use an earlier checkpoint"
         )
     return checkpoint

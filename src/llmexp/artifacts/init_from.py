@@ -37,11 +37,7 @@ def load_initial_weights(path: str | Path) -> InitialWeights:
         return InitialWeights(model.config, model.state_dict(), tokenizer)
     if not path.exists():
         raise CheckpointError(f"init_from={path}: no such file or directory")
-    try:
-        checkpoint = read_checkpoint(path)
-    except CheckpointError as error:  # the reader names `ckpt_path=`; here the user gave `init_from=`
-        message = str(error)
-        raise CheckpointError(message.replace("ckpt_path=", "init_from=", 1)) from None
+    checkpoint = read_checkpoint(path, setting="init_from")
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     config = config_from_dict(checkpoint["llmexp"]["model_config"])
