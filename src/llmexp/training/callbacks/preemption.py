@@ -5,8 +5,11 @@ processes forked during fit block these signals: the main process decides, the w
 saved. Before training starts there is nothing to save: `stop_on_signals_before_training` makes the command stop at
 once with one line (`llmexp.errors.Interrupted`).
 
-Under SLURM with auto-requeue, Lightning's own handlers already do the right thing (SIGUSR1: save `hpc_ckpt_N.ckpt`
-and `scontrol requeue`; the requeued job resumes from it), so they are left alone there.
+Under SLURM with auto-requeue the requeue signal (SIGUSR1) saves `hpc_ckpt_N.ckpt` and runs `scontrol requeue`, as
+Lightning's own handler does, and the requeued job resumes from it; SIGTERM is left to Lightning. Lightning saves
+inside the signal handler, where each rank of a multi-node job may be at a different point of its step: one rank
+then waits in the save's barrier while another waits in a gradient all-reduce, and the job hangs. Here the handler
+only notes the signal; the ranks agree on it and save at the end of a step.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterable
@@ -78,6 +82,8 @@ class Preemption(L.Callback):
         self.signals = [signal.Signals[name] for name in signals]
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._handled: list[signal.Signals] = []
+        self.requeue = False  # SLURM auto-requeue: save the requeue checkpoint and requeue instead of exiting
 
     @staticmethod
     def slurm_requeues(trainer: L.Trainer) -> bool:
@@ -87,12 +93,17 @@ class Preemption(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # Before Lightning registers its handlers (it keeps ours and calls them after its own, which stops DDP
         # peers), so that a signal during strategy setup or checkpoint loading is not lost either.
-        if stage != "fit" or self.slurm_requeues(trainer) or not _main_thread():
+        if stage != "fit" or not _main_thread():
             return
-        for signum in self.signals:
+        self.requeue = self.slurm_requeues(trainer)
+        if self.requeue:  # Lightning registers no requeue handler of its own where one is set
+            self._handled = [signal.Signals(trainer._accelerator_connector.cluster_environment.requeue_signal)]
+        else:
+            self._handled = list(self.signals)
+        for signum in self._handled:
             self._previous[signum] = signal.getsignal(signum)
             signal.signal(signum, self._handle)
-        _blocked_in_children.update(self.signals)
+        _blocked_in_children.update(self._handled)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
@@ -102,11 +113,13 @@ class Preemption(L.Callback):
             previous(signum, frame)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        stop = self.received is not None or trainer.received_sigterm
-        if trainer.world_size > 1:  # every rank must take part in the save
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if not stop:
+        if not self.any_rank(trainer, self.received is not None or trainer.received_sigterm):
             return
+        # Under SLURM auto-requeue only the requeue signal reaches `received`; a SIGTERM (scancel) does not requeue.
+        if self.requeue and self.any_rank(trainer, self.received is not None):
+            self.save_and_requeue(trainer)
+            self.received = None
+            return  # training goes on, as with Lightning's handler, until SLURM stops the job for its requeue
         path = self.checkpoint_path(trainer)
         trainer.save_checkpoint(path, weights_only=False)
         # The step is logged as if it were a logging step: Lightning logs after this hook, which we leave by raising.
@@ -123,6 +136,25 @@ class Preemption(L.Callback):
         raise SIGTERMException  # a SystemExit Lightning knows: loggers are closed, the process exits with status 0
 
     @staticmethod
+    def any_rank(trainer: L.Trainer, flag: bool) -> bool:
+        """True on every rank when it is true on one: every rank must take part in what follows (the saves)."""
+        return trainer.strategy.reduce_boolean_decision(flag, all=False) if trainer.world_size > 1 else flag
+
+    @staticmethod
+    def save_and_requeue(trainer: L.Trainer) -> None:
+        """What Lightning's SLURM requeue handler does, at a step boundary every rank has reached: the requeue
+        checkpoint, then `scontrol requeue` from rank 0."""
+        trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        if trainer.is_global_zero:
+            job = os.environ.get("SLURM_JOB_ID")
+            if os.environ.get("SLURM_ARRAY_JOB_ID"):
+                job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+            done = subprocess.run(["scontrol", "requeue", str(job)], check=False).returncode == 0
+            outcome = f"Requeued SLURM job: {job}" if done else f"Requeuing SLURM job {job} failed"
+            print(f"{outcome} after step {trainer.global_step}", file=sys.stderr, flush=True)
+        trainer.strategy.barrier("requeued")  # no rank ends before the job is requeued
+
+    @staticmethod
     def checkpoint_path(trainer: L.Trainer) -> Path:
         for callback in trainer.callbacks:
             if isinstance(callback, ResumeCheckpoint) and callback.dirpath:
@@ -134,7 +166,7 @@ class Preemption(L.Callback):
             if handler is not None and _main_thread():
                 signal.signal(signum, handler)
         self._previous.clear()
-        _blocked_in_children.difference_update(self.signals)
+        _blocked_in_children.difference_update(self._handled)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.teardown(trainer, pl_module, "fit")  # Lightning skips the teardown hooks when fit raises
